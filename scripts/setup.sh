@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install what is missing. Safe to run any number of times.
+# torch is installed as torch==2.13.0 when absent: on our machines that is a local CPU wheel,
+# while any looser spec pulls several GB of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), f"mirformer needs Python >= 3.10, found {sys.version}"'
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "[setup] installing torch==2.13.0"
+  "${PIP[@]}" "torch==2.13.0"
+fi
+
+# Reinstall the package only when its declared dependencies changed.
+stamp=.venv/.mirformer-pyproject.sha1
+want=$(sha1sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import mirformer" 2>/dev/null; then
+  echo "[setup] installing mirformer and its dependencies into .venv"
+  "${PIP[@]}" -e ".[test]"
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,156 @@
+"""The ``mirformer`` command. Thin: each sub-command parses arguments and calls one function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from mirformer.errors import MirformerError
+
+
+def _trainer_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Lightning trainer (passed through)")
+    g.add_argument("--accelerator", help="cpu, gpu, auto, ...")
+    g.add_argument("--devices", help="number of devices or 'auto'")
+    g.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (SLURM sets the rest)")
+    g.add_argument("--strategy", help="auto, ddp, ...")
+    g.add_argument("--precision", help="32-true, bf16-mixed (CPU/GPU), 16-mixed (GPU, loss scaling)")
+
+
+def cmd_compare(args) -> int:
+    from mirformer.config import merge, parse_overrides
+    from mirformer.experiments.compare import run_compare
+    from mirformer.experiments.config import resolve
+
+    overrides = parse_overrides(args.set or [])
+    trainer = {k: v for k, v in (("accelerator", args.accelerator), ("devices", args.devices),
+                                 ("num_nodes", args.num_nodes), ("strategy", args.strategy),
+                                 ("precision", args.precision)) if v is not None}
+    if trainer.get("devices", "auto") != "auto":
+        trainer["devices"] = int(trainer["devices"])
+    if trainer:
+        overrides = merge(overrides, {"trainer": trainer})
+    if args.quiet:
+        overrides = merge(overrides, {"trainer": {"progress": False}})
+    cfg = resolve(args.preset, overrides)
+    if args.print_config:
+        print(json.dumps(asdict(cfg), indent=2))
+        return 0
+    results = run_compare(cfg, args.out, progress=not args.quiet)
+    print()
+    print(results["table"])
+    print(f"\nrun folder: {results['run_dir']}")
+    if results["skipped"]:
+        print(f"skipped {len(results['skipped'])} file(s): see report.md")
+    return 0
+
+
+def cmd_data(args) -> int:
+    import pandas as pd
+
+    from mirformer.datasets.registry import open_dataset
+
+    ds = open_dataset("music21-styles", args.root, workers=args.workers, preset=args.preset)
+    ds.prepare()
+    tracks = ds.tracks()
+    table = pd.crosstab(pd.Series([t.label for t in tracks], name="class"),
+                        pd.Series([t.split for t in tracks], name="split"), margins=True, margins_name="total")
+    table = table[[c for c in ("train", "validation", "test", "total") if c in table.columns]]
+    print(f"{ds.name} at {ds.root}: {len(tracks)} clips")
+    print(table.to_string())
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from mirformer.representations.extract import extract_to_npy
+    from mirformer.representations.mel import LIBROSA_DEFAULT, THESIS, LogMel
+
+    base = {"thesis": THESIS, "librosa": LIBROSA_DEFAULT}[args.setting]
+    fields = asdict(base)
+    for key, value in (("sample_rate", args.sr), ("n_fft", args.n_fft), ("hop_length", args.hop),
+                       ("n_mels", args.n_mels), ("fmin", args.fmin), ("fmax", args.fmax), ("ref", args.ref),
+                       ("top_db", args.top_db)):
+        if value is not None:
+            fields[key] = value
+    rep = LogMel(type(base)(**fields))
+    out = extract_to_npy(args.audio, args.out, representation=rep)
+    print(f"wrote {len(out['written'])} file(s) to {args.out} (frames x {rep.dim} mels, dB)")
+    for path, reason in out["skipped"].items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 1 if out["skipped"] and not out["written"] else 0
+
+
+def cmd_validate(args) -> int:
+    from mirformer.datasets.registry import open_dataset
+
+    ds = open_dataset(args.dataset, args.root)
+    report = ds.validate(sr=args.sr, min_seconds=args.min_seconds)
+    print(f"{ds.name} at {ds.root}: {report.n_tracks} files, {len(report.bad)} bad")
+    for tid, reason in sorted(report.bad.items()):
+        print(f"  {tid}: {reason}")
+    for split, counts in report.counts.items():
+        print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mirformer", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compare", help="pretrain, fine-tune and compare representations; write a report")
+    c.add_argument("--preset", default="quickstart", help="quickstart (default), styles-full")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. finetune.epochs=5")
+    c.add_argument("--out", help="run folder (default: $MIRFORMER_HOME/runs/<preset>-<config hash>)")
+    c.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    c.add_argument("--quiet", action="store_true", help="no progress output")
+    _trainer_args(c)
+    c.set_defaults(func=cmd_compare)
+
+    d = sub.add_parser("data", help="build the built-in music21-styles dataset and print class counts")
+    d.add_argument("--preset", default="quickstart", help="quickstart (10 s clips) or full (30 s clips)")
+    d.add_argument("--root", help="where to render (default: under $MIRFORMER_HOME/datasets)")
+    d.add_argument("--workers", type=int, default=None, help="render processes (default: all cores)")
+    d.set_defaults(func=cmd_data)
+
+    e = sub.add_parser("extract", help="export representations of audio files as .npy")
+    esub = e.add_subparsers(dest="representation", required=True)
+    m = esub.add_parser("mel", help="log-mel spectrogram in dB, one (frames, mels) .npy per file")
+    m.add_argument("audio", nargs="+", help="audio files")
+    m.add_argument("--out", required=True, help="output folder")
+    m.add_argument("--setting", choices=("thesis", "librosa"), default="thesis",
+                   help="thesis: 44.1 kHz, n_fft 512, hop 128, 86 mels (default); librosa: 22.05 kHz, 2048/512/128")
+    m.add_argument("--sr", type=int, help="sample rate (Hz)")
+    m.add_argument("--n-fft", type=int)
+    m.add_argument("--hop", type=int, help="hop length (samples)")
+    m.add_argument("--n-mels", type=int)
+    m.add_argument("--fmin", type=float, help="lowest mel band edge (Hz)")
+    m.add_argument("--fmax", type=float, help="highest mel band edge (Hz)")
+    m.add_argument("--ref", choices=("1.0", "max"), help="dB reference: 1.0 (default) or the clip's max")
+    m.add_argument("--top-db", type=float, help="dynamic range below the peak (dB, default 80)")
+    m.set_defaults(func=cmd_extract)
+
+    v = sub.add_parser("validate", help="decode every file of a dataset and report bad ones")
+    v.add_argument("dataset")
+    v.add_argument("root", nargs="?")
+    v.add_argument("--sr", type=int, default=22050)
+    v.add_argument("--min-seconds", type=float, default=1.0)
+    v.set_defaults(func=cmd_validate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MirformerError as exc:
+        print(f"mirformer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nmirformer: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Turn a saved results dict into a markdown report: score table, confusion matrices, curves.
+
+Reads only what training saved (``results.json``); it never trains or scores. Figures are
+``matplotlib.figure.Figure`` objects rendered by Agg without pyplot, so importing this module
+leaves the caller's backend (a notebook's, say) alone and no figure outlives its function.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from mirformer.atomic import atomic_path, write_text
+from mirformer.errors import ConfigError
+
+COLUMNS = ("setup", "F1 train", "F1 test", "loss train", "loss test", "accuracy test")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _metric(setup: dict, split: str, key: str):
+    return setup.get("splits", {}).get(split, {}).get(key)
+
+
+def chance_macro_f1(priors) -> float:
+    """Expected macro F1 of guessing uniformly at random among K classes.
+
+    A uniform guess has recall ``1/K`` for every class and precision ``p_k`` (the class's share
+    of the data), so ``F1_k = 2 p_k / (K p_k + 1)``; the result is the mean over classes
+    (``1/K`` when classes are balanced). It treats the expected precision as the precision of
+    the expected counts, hence approximate for small splits.
+
+    Parameters
+    ----------
+    priors : array-like [shape=(K,)]
+        Class counts or shares (normalised here).
+
+    Returns
+    -------
+    f1 : float in [0, 1]
+    """
+    p = np.asarray(priors, dtype=float)
+    p = p / p.sum()
+    return float(np.mean(2 * p / (len(p) * p + 1)))
+
+
+def _test_priors(results: dict) -> np.ndarray:
+    """Class counts of the test split (confusion row sums of the first setup that has one)."""
+    for setup in results["setups"].values():
+        cm = _metric(setup, "test", "confusion")
+        if cm is not None and np.sum(cm) > 0:
+            return np.asarray(cm).sum(axis=1)
+    return np.ones(len(results["classes"]))
+
+
+def results_table(results: dict) -> str:
+    """Markdown score table, one row per setup in insertion order, then a chance-level line.
+
+    Parameters
+    ----------
+    results : dict
+        ``{"classes": [...], "setups": {name: setup}}`` with each setup's ``splits`` holding
+        ``macro_f1``, ``loss`` (mean cross-entropy, nats) and ``accuracy``; missing values
+        print as ``n/a``.
+
+    Returns
+    -------
+    table : str
+        Columns ``setup | F1 train | F1 test | loss train | loss test | accuracy test`` with two
+        decimals, a blank line, and the chance level of uniform random guessing: macro F1 from
+        ``chance_macro_f1`` on the test class counts, accuracy ``1/K``, loss ``ln K``.
+    """
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|:---|" + "---:|" * (len(COLUMNS) - 1)]
+    for name, setup in results["setups"].items():
+        cells = [
+            name.replace("|", "\\|"),
+            _fmt(_metric(setup, "train", "macro_f1")),
+            _fmt(_metric(setup, "test", "macro_f1")),
+            _fmt(_metric(setup, "train", "loss")),
+            _fmt(_metric(setup, "test", "loss")),
+            _fmt(_metric(setup, "test", "accuracy")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    k = len(results["classes"])
+    # A blank line ends the table; a text line directly below would render as another row.
+    lines += [
+        "",
+        f"Chance (uniform random guessing over K = {k} classes): macro F1 ≈ "
+        f"{chance_macro_f1(_test_priors(results)):.2f} (mean of 2p/(Kp+1) over test class shares p), "
+        f"accuracy {1 / k:.2f} (1/K), loss {math.log(k):.2f} (ln K).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+
+
+def plot_confusion(confusion, classes: list[str], path: str | Path, *, title: str) -> None:
+    """Write a row-normalised confusion matrix as a PNG, raw counts written in the cells.
+
+    Parameters
+    ----------
+    confusion : array-like of int [shape=(K, K)]
+        Counts; rows = true class, columns = predicted class, both in ``classes`` order.
+    classes : list of str [length=K]
+        Class names for the axes.
+    path : str or Path
+        PNG to write (atomically).
+    title : str
+        Figure title.
+    """
+    cm = np.asarray(confusion, dtype=np.int64)
+    k = len(classes)
+    assert cm.shape == (k, k), f"confusion shape {cm.shape} does not match {k} classes"
+    rows = cm.sum(axis=1, keepdims=True)
+    # Colour is recall, so classes of different sizes compare; an empty row stays 0, not NaN.
+    recall = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+
+    side = max(4.5, 0.45 * k + 2.5)  # inches; keeps cells readable as K grows
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
+    fontsize = max(5, 10 - k // 6)
+    for i in range(k):
+        for j in range(k):
+            colour = "white" if recall[i, j] > 0.5 else "black"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=colour, fontsize=fontsize)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true class (recall)")
+    _save(fig, path)
+
+
+def _series(history: list[dict], key: str) -> tuple[list, list]:
+    """(epochs, values) for ``key``, leaving out entries where it is missing, None or not finite."""
+    points = [
+        (entry.get("epoch", i), entry[key])
+        for i, entry in enumerate(history)
+        if entry.get(key) is not None and math.isfinite(entry[key])
+    ]
+    return [e for e, _ in points], [v for _, v in points]
+
+
+def plot_curves(results: dict, path: str | Path) -> None:
+    """Write per-epoch curves of every setup with a history as one PNG.
+
+    Panels: fine-tuning loss, macro F1 and, if any setup has ``pretrain_history``, pretraining
+    loss; train solid, validation dashed, one colour per setup. Missing or None values are
+    skipped point by point.
+
+    Parameters
+    ----------
+    results : dict
+        ``{"setups": {name: setup}}``; setups with neither ``history`` nor
+        ``pretrain_history`` (the classical baseline) are left out.
+    path : str or Path
+        PNG to write (atomically).
+    """
+    setups = {n: s for n, s in results["setups"].items() if s.get("history") or s.get("pretrain_history")}
+    panels = [
+        ("history", "train_loss", "val_loss", "fine-tuning loss", "loss"),
+        ("history", "train_macro_f1", "val_macro_f1", "macro F1", "macro F1"),
+    ]
+    if any(s.get("pretrain_history") for s in setups.values()):
+        panels.append(("pretrain_history", "train_loss", "val_loss", "pretraining loss", "loss"))
+
+    fig = Figure(figsize=(5.0 * len(panels), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colours = {name: f"C{i % 10}" for i, name in enumerate(setups)}
+    for ax, (field, train_key, val_key, title, ylabel) in zip(axes, panels):
+        drawn = False
+        for name, setup in setups.items():
+            history = setup.get(field) or []
+            for key, style in ((train_key, "-"), (val_key, "--")):
+                epochs, values = _series(history, key)
+                if values:
+                    ax.plot(epochs, values, style, color=colours[name], marker="o", markersize=3)
+                    drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+
+    handles = [Line2D([], [], color=c, label=n) for n, c in colours.items()]
+    handles += [
+        Line2D([], [], color="black", linestyle="-", label="train"),
+        Line2D([], [], color="black", linestyle="--", label="validation"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
+    _save(fig, path)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
+def _skipped_lines(results: dict) -> list[str]:
+    """One markdown bullet per skipped track, naming the setups when not every setup skipped it.
+
+    The run-level ``results["skipped"]`` (files excluded before any setup ran) comes first.
+    """
+    setups = results["setups"]
+    lines = [f"- `{track_id}`: {reason}" for track_id, reason in (results.get("skipped") or {}).items()]
+    by_track: dict[str, tuple[str, list[str]]] = {}
+    for name, setup in setups.items():
+        for track_id, reason in (setup.get("skipped") or {}).items():
+            if track_id not in (results.get("skipped") or {}):
+                by_track.setdefault(track_id, (reason, []))[1].append(name)
+    for track_id, (reason, names) in by_track.items():
+        where = "" if len(names) == len(setups) else f" (in {', '.join(names)})"
+        lines.append(f"- `{track_id}`: {reason}{where}")
+    return lines
+
+
+def write_report(results: dict, out_dir: str | Path) -> str:
+    """Write ``report.md``, ``confusion_<setup>.png`` (test split) and ``curves.png``.
+
+    Parameters
+    ----------
+    results : dict
+        ``{"dataset": str, "classes": [...], "setups": {name: setup}}`` and optionally
+        ``"skipped"`` (track id -> reason, files no setup used); other keys are ignored.
+        A setup without a test confusion gets no confusion figure; ``curves.png`` is written
+        only if some setup has a per-epoch history.
+    out_dir : str or Path
+        Directory for the report (created if missing).
+
+    Returns
+    -------
+    table : str
+        The markdown table of ``results_table``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    setups, classes = results["setups"], results["classes"]
+    slugs = {name: _slug(name) for name in setups}
+    if len(set(slugs.values())) != len(slugs):
+        raise ConfigError(f"setup names collide as file names: {slugs}")
+    dataset = results.get("dataset", "unknown dataset")
+    table = results_table(results)
+
+    md = [f"# Results: {dataset}", ""]
+    md += [f"Dataset `{dataset}`, {len(classes)} classes: {', '.join(classes)}.", ""]
+    md += ["## Scores", "", table]
+    if any(s.get("history") or s.get("pretrain_history") for s in setups.values()):
+        plot_curves(results, out / "curves.png")
+        md += ["## Training curves", "", "![training curves](curves.png)", ""]
+    md += ["## Confusion matrices (test split)", ""]
+    for name, setup in setups.items():
+        cm = _metric(setup, "test", "confusion")
+        md += [f"### {name}", ""]
+        if cm is None:
+            md += ["No test confusion matrix saved.", ""]
+            continue
+        file = f"confusion_{slugs[name]}.png"
+        plot_confusion(cm, classes, out / file, title=f"{name}: test (n = {int(np.sum(cm))})")
+        md += [f"![{name} confusion matrix]({file})", ""]
+    skipped = _skipped_lines(results)
+    if skipped:
+        md += [f"## Skipped files ({len(skipped)})", "", *skipped, ""]
+    write_text(out / "report.md", "\n".join(md))
+    return table

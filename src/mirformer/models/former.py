@@ -1,0 +1,96 @@
+"""A "Former": frontend -> shared encoder -> heads. SpectroFormer is the log-mel one.
+
+Axis legend: B batch, L input positions, F input features per position, D d_model, C classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from mirformer.errors import CheckpointError, ConfigError
+from mirformer.models.encoder import Encoder, EncoderConfig
+from mirformer.models.frontends import SpectrogramProjection
+from mirformer.models.heads import ClassificationHead, PositionHead
+
+# kind -> (frontend factory(input_dim, d_model), pretraining outputs per position(input_dim))
+KINDS = {
+    "spectroformer": (SpectrogramProjection, lambda input_dim: input_dim),
+}
+
+
+class Former(nn.Module):
+    """Frontend + encoder + a pretraining head and (when ``n_classes > 0``) a classification head.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``KINDS`` (``"spectroformer"``).
+    encoder : EncoderConfig
+        Size of the shared encoder.
+    input_dim : int
+        Features per input position F (mel bands for SpectroFormer).
+    n_classes : int
+        Classification outputs C; 0 for a pretraining-only model.
+    """
+
+    def __init__(self, *, kind: str, encoder: EncoderConfig, input_dim: int, n_classes: int = 0):
+        super().__init__()
+        if kind not in KINDS:
+            raise ConfigError(f"unknown model kind {kind!r}; known: {sorted(KINDS)}")
+        make_frontend, pretrain_outputs = KINDS[kind]
+        self.kind, self.encoder_cfg, self.input_dim, self.n_classes = kind, encoder, input_dim, n_classes
+        self.frontend = make_frontend(input_dim, encoder.d_model)
+        self.encoder = Encoder(encoder)
+        self.pretrain_head = PositionHead(encoder.d_model, pretrain_outputs(input_dim), eps=encoder.norm_eps)
+        self.head = ClassificationHead(encoder.d_model, n_classes, encoder.dropout) if n_classes else None
+
+    def forward_encoder(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, F) inputs, (B, L) bool padding -> (B, L + 1, D) hidden states (CLS first)."""
+        return self.encoder(self.frontend(x), pad)
+
+    def forward_pretrain(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, F) masked inputs -> (B, L, F) per-position predictions."""
+        return self.pretrain_head(self.forward_encoder(x, pad)[:, 1:])
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, F) inputs -> (B, C) logits from the CLS state."""
+        assert self.head is not None, "model built with n_classes=0 has no classification head"
+        return self.head(self.forward_encoder(x, pad)[:, 0])
+
+    # ---- checkpoints: plain tensors and primitives only, so torch.load(weights_only=True) reads them
+    def spec(self) -> dict:
+        return {"kind": self.kind, "encoder": asdict(self.encoder_cfg), "input_dim": self.input_dim,
+                "n_classes": self.n_classes}
+
+    def save(self, path: str | Path) -> None:
+        from mirformer.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save({"spec": self.spec(), "state_dict": self.state_dict()}, tmp)
+
+
+def load_former(path: str | Path, *, n_classes: int | None = None) -> Former:
+    """Load a saved Former; with ``n_classes`` given, attach a fresh classification head.
+
+    Only the classification head may be missing from the checkpoint (fine-tuning a pretrained
+    encoder); any other mismatch raises ``CheckpointError``.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is reported with the file
+        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint: {exc}") from None
+    spec = dict(ckpt["spec"])
+    spec["encoder"] = EncoderConfig(**spec["encoder"])
+    if n_classes is not None:
+        spec["n_classes"] = n_classes
+    model = Former(**spec)
+    state = {k: v for k, v in ckpt["state_dict"].items() if not (n_classes is not None and k.startswith("head."))}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad_missing = [k for k in missing if not k.startswith("head.")]
+    if bad_missing or unexpected:
+        raise CheckpointError(f"{path}: state does not match {spec['kind']}: missing {bad_missing}, unexpected {unexpected}")
+    return model

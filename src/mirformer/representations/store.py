@@ -1,0 +1,245 @@
+"""The feature store: each (dataset, representation config) computed once, memory-mapped.
+
+Layout of one store (``<features_dir>/<dataset>/<representation>-<key>/``)::
+
+    parts/<track id>.npy      one file per track while extracting (resumable, atomic)
+    features.npy              all tracks concatenated along frames, shape (total_frames, dim)
+    index.json                {"config": ..., "tracks": {id: [offset, n_frames]}, "failed": {id: reason}}
+
+``key`` hashes the dataset identity and the representation's ``config_dict``, so a changed
+parameter never reuses stale features. Extraction writes parts in parallel, then one atomic
+consolidation turns them into ``features.npy`` + ``index.json`` and removes the parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+import multiprocessing as mp
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mirformer.atomic import atomic_path, write_json
+from mirformer.audio import load_audio
+from mirformer.datasets.base import Track
+from mirformer.errors import AudioError, MirformerError
+from mirformer.representations.base import Representation
+
+
+def store_key(dataset_id: str, representation: Representation) -> str:
+    """Short hash of everything that determines the stored features."""
+    blob = json.dumps(
+        {"dataset": dataset_id, "representation": representation.name, "config": representation.config_dict()},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _part_name(track_id: str) -> str:
+    # Track ids may contain path separators (e.g. "blues/blues.00001"); keep part names flat.
+    return track_id.replace(os.sep, "__").replace("/", "__") + ".npy"
+
+
+def _encode_one(representation: Representation, track: Track, part: Path, min_seconds: float) -> tuple[str, str | None]:
+    """Worker: decode + encode one track into its part file; return (id, failure reason or None)."""
+    try:
+        y = load_audio(track.path, sr=representation.sample_rate, min_seconds=min_seconds)
+        feats = representation.encode(y).astype(representation.dtype, copy=False)
+    except AudioError as exc:
+        return track.id, exc.cause
+    with atomic_path(part) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, feats)
+    return track.id, None
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core: threads inside each would oversubscribe
+
+
+@dataclass
+class Entry:
+    offset: int
+    n_frames: int
+
+
+class FeatureStore:
+    """Memory-mapped features of one dataset under one representation config.
+
+    Parameters
+    ----------
+    root : Path
+        Parent directory; the store lives in ``root / dataset_id / f"{name}-{key}"``.
+    dataset_id : str
+        Identity of the dataset (name plus anything that changes its audio, e.g. its root).
+    representation : Representation
+        The representation whose ``config_dict`` keys the store.
+    """
+
+    def __init__(self, root: str | Path, dataset_id: str, representation: Representation):
+        self.representation = representation
+        self.key = store_key(dataset_id, representation)
+        safe_id = dataset_id.replace("/", "_").replace(os.sep, "_")[:80]
+        self.dir = Path(root) / safe_id / f"{representation.name}-{self.key}"
+        self.dataset_id = dataset_id
+        self._data: np.ndarray | None = None
+        self._index: dict | None = None
+
+    # ---- reading -------------------------------------------------------------------------
+    @property
+    def index(self) -> dict:
+        if self._index is None:
+            path = self.dir / "index.json"
+            self._index = json.loads(path.read_text()) if path.exists() else {"tracks": {}, "failed": {}}
+        return self._index
+
+    @property
+    def data(self) -> np.ndarray:
+        """All frames, memory-mapped read-only [shape=(total_frames, dim)]."""
+        if self._data is None:
+            path = self.dir / "features.npy"
+            if not path.exists():
+                raise MirformerError(f"feature store {self.dir} has no features yet: run extract() first")
+            self._data = np.load(path, mmap_mode="r")
+        return self._data
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return dict(self.index["failed"])
+
+    def __contains__(self, track_id: str) -> bool:
+        return track_id in self.index["tracks"]
+
+    def entry(self, track_id: str) -> Entry:
+        offset, n = self.index["tracks"][track_id]
+        return Entry(offset, n)
+
+    def get(self, track_id: str, start: int = 0, length: int | None = None) -> np.ndarray:
+        """Frames ``[start, start + length)`` of one track, a view into the memory map."""
+        e = self.entry(track_id)
+        stop = e.n_frames if length is None else min(e.n_frames, start + length)
+        return self.data[e.offset + start : e.offset + stop]
+
+    # ---- writing -------------------------------------------------------------------------
+    def extract(
+        self,
+        tracks: list[Track],
+        *,
+        workers: int = 1,
+        min_seconds: float = 0.0,
+        progress: bool = True,
+    ) -> dict[str, str]:
+        """Make sure every track is stored or recorded as failed; return ``{id: reason}`` of failures.
+
+        Resumes: tracks already consolidated or already written as parts are not recomputed.
+        """
+        todo = [t for t in tracks if t.id not in self.index["tracks"] and t.id not in self.index["failed"]]
+        if not todo:
+            return {t.id: self.index["failed"][t.id] for t in tracks if t.id in self.index["failed"]}
+        parts = self.dir / "parts"
+        parts.mkdir(parents=True, exist_ok=True)
+        failed = dict(self.index["failed"])
+        pending = [t for t in todo if not (parts / _part_name(t.id)).exists()]
+        bar = tqdm(total=len(todo), initial=len(todo) - len(pending), desc=f"extract {self.representation.name}",
+                   unit="file", disable=not progress)
+        if workers > 1 and len(pending) > 1:
+            ctx = mp.get_context("spawn")  # fork after torch has started its threads can deadlock
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+                futures = [pool.submit(_encode_one, self.representation, t, parts / _part_name(t.id), min_seconds)
+                           for t in pending]
+                for fut in futures:
+                    tid, reason = fut.result()
+                    if reason is not None:
+                        failed[tid] = reason
+                    bar.update()
+        else:
+            for t in pending:
+                tid, reason = _encode_one(self.representation, t, parts / _part_name(t.id), min_seconds)
+                if reason is not None:
+                    failed[tid] = reason
+                bar.update()
+        bar.close()
+        self._consolidate([t for t in todo if t.id not in failed], failed)
+        return {t.id: failed[t.id] for t in tracks if t.id in failed}
+
+    def _consolidate(self, new: list[Track], failed: dict[str, str]) -> None:
+        """Append the new parts to ``features.npy`` and rewrite the index, atomically.
+
+        Old tracks keep their offsets (they are copied first, in index order), so a crash between
+        replacing ``features.npy`` and ``index.json`` leaves a consistent store; the parts stay
+        until the new index is written, so the next run consolidates them again.
+        """
+        parts = self.dir / "parts"
+        old = self.index["tracks"]
+        # Parts are opened one at a time: a memory map holds a file descriptor, and a large
+        # dataset has more parts than the process may keep open.
+        lengths = {t.id: len(np.load(parts / _part_name(t.id), mmap_mode="r")) for t in new}
+        dim = self.representation.dim
+        total = sum(n for _, n in old.values()) + sum(lengths.values())
+        index: dict[str, list[int]] = {}
+        with atomic_path(self.dir / "features.npy") as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.representation.dtype,
+                                            shape=(total, dim) if dim else (total,))
+            offset = 0
+            for tid, (o, n) in old.items():
+                out[offset : offset + n] = self.data[o : o + n]
+                index[tid] = [offset, n]
+                offset += n
+            for tid, n in lengths.items():
+                out[offset : offset + n] = np.load(parts / _part_name(tid))
+                index[tid] = [offset, n]
+                offset += n
+            out.flush()
+            del out
+            self._data = None
+        self._index = {
+            "dataset": self.dataset_id,
+            "representation": self.representation.name,
+            "config": self.representation.config_dict(),
+            "dim": dim,
+            "dtype": str(np.dtype(self.representation.dtype)),
+            "tracks": index,
+            "failed": failed,
+        }
+        write_json(self.dir / "index.json", self._index)
+        shutil.rmtree(parts, ignore_errors=True)
+
+    # ---- statistics ----------------------------------------------------------------------
+    def normalisation(self, track_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and standard deviation over all frames of ``track_ids``.
+
+        Computed once per set of ids (the training split) and cached beside the features.
+        Returns two float32 arrays [shape=(dim,)].
+        """
+        ids = sorted(i for i in track_ids if i in self.index["tracks"])
+        digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
+        path = self.dir / f"stats-{digest}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                return z["mean"], z["std"]
+        total = np.zeros(self.representation.dim, np.float64)
+        total_sq = np.zeros_like(total)
+        count = 0
+        for tid in ids:
+            x = np.asarray(self.get(tid), dtype=np.float64)
+            total += x.sum(0)
+            total_sq += (x * x).sum(0)
+            count += len(x)
+        if count == 0:
+            raise MirformerError(f"no stored frames for the {len(track_ids)} requested tracks in {self.dir}")
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        mean, std = mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, mean=mean, std=std)
+        return mean, std

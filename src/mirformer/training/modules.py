@@ -1,0 +1,121 @@
+"""Lightning modules: the network is injected; one ``step`` serves training and validation.
+
+Keys are namespaced by stage (``train/loss``, ``val/macro_f1``). Training stops with an error
+naming the step on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassF1Score
+
+from mirformer.errors import MirformerError
+from mirformer.models.former import Former
+from mirformer.objectives.spectro_masking import SpectroMaskConfig, mask_spectrogram, masked_huber
+from mirformer.tasks import classification_metrics
+from mirformer.training.schedule import inverse_sqrt_warmup
+
+
+@dataclass
+class OptimConfig:
+    lr: float | None = None  # a static rate (fine-tuning); None: the warmup / inverse-sqrt schedule
+    lr_scale: float = 1.0  # multiplies the scheduled rate
+    warmup: int = 8000  # steps
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+class _Base(L.LightningModule):
+    def __init__(self, model: Former, optim: OptimConfig):
+        super().__init__()
+        self.model = model
+        self.optim = optim
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=1.0 if self.optim.lr is None else self.optim.lr,
+                               betas=tuple(self.optim.betas), eps=self.optim.eps, weight_decay=self.optim.weight_decay)
+        if self.optim.lr is not None:
+            return opt
+        d_model, warmup, scale = self.model.encoder_cfg.d_model, self.optim.warmup, self.optim.lr_scale
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: inverse_sqrt_warmup(step, d_model=d_model, warmup=warmup, scale=scale))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise MirformerError(f"non-finite loss {loss.item()} at global step {self.global_step}; "
+                                 "lower the learning rate or use bf16 instead of fp16")
+
+
+class PretrainModule(_Base):
+    """Masked reconstruction of normalised spectrogram cells (Huber on masked cells only)."""
+
+    def __init__(self, model: Former, *, mask: SpectroMaskConfig, optim: OptimConfig, seed: int = 0):
+        super().__init__(model, optim)
+        self.mask = mask
+        self.seed = seed
+
+    def step(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        inputs, mask, targets = mask_spectrogram(batch["x"], batch["pad"], self.mask, generator)
+        pred = self.model.forward_pretrain(inputs, batch["pad"])
+        return masked_huber(pred, targets, mask, self.mask.huber_delta)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.step(batch)
+        self._check_finite(loss)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["x"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        # The same masks every epoch, so validation losses compare across epochs.
+        g = torch.Generator(device=batch["x"].device).manual_seed(self.seed + batch_idx)
+        loss = self.step(batch, g)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["x"]),
+                 sync_dist=True)
+
+
+class ClassifierModule(_Base):
+    """Class-weighted cross-entropy on random snippets; validation averages window logits per clip."""
+
+    def __init__(self, model: Former, *, class_weights: torch.Tensor, optim: OptimConfig, n_val_tracks: int,
+                 val_targets: torch.Tensor):
+        super().__init__(model, optim)
+        self.n_classes = model.n_classes
+        self.register_buffer("class_weights", class_weights.float())
+        self.register_buffer("val_targets", val_targets.long(), persistent=False)
+        self.n_val_tracks = n_val_tracks
+        self.train_f1 = MulticlassF1Score(num_classes=self.n_classes, average="macro")
+
+    def training_step(self, batch, batch_idx):
+        logits = self.model(batch["x"], batch["pad"])
+        loss = F.cross_entropy(logits.float(), batch["y"], weight=self.class_weights)
+        self._check_finite(loss)
+        self.train_f1(logits.argmax(-1), batch["y"])
+        n = len(batch["x"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train/macro_f1", self.train_f1, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def on_validation_epoch_start(self):
+        self._val_sum = torch.zeros(self.n_val_tracks, self.n_classes, device=self.device)
+        self._val_count = torch.zeros(self.n_val_tracks, device=self.device)
+
+    def validation_step(self, batch, batch_idx):
+        logits = self.model(batch["x"], batch["pad"]).float()
+        self._val_sum.index_add_(0, batch["track"], logits)
+        self._val_count.index_add_(0, batch["track"], torch.ones_like(batch["track"], dtype=torch.float32))
+
+    def on_validation_epoch_end(self):
+        total, count = self._val_sum, self._val_count
+        if self.trainer.world_size > 1:  # each rank saw some windows: sum them
+            total, count = self.all_gather(total).sum(0), self.all_gather(count).sum(0)
+        seen = count > 0
+        m = classification_metrics(total[seen] / count[seen, None], self.val_targets[seen],
+                                   n_classes=self.n_classes, weights=self.class_weights)
+        self.log_dict({"val/loss": m["loss"], "val/macro_f1": m["macro_f1"], "val/accuracy": m["accuracy"]},
+                      prog_bar=True)

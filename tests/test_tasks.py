@@ -1,0 +1,48 @@
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.utils.class_weight import compute_class_weight
+
+from mirformer.tasks import class_weights, classification_metrics
+from mirformer.training.schedule import inverse_sqrt_warmup
+
+
+def test_class_weights_match_sklearn_balanced():
+    y = np.array([0] * 50 + [1] * 10 + [2] * 3 + [3] * 1)
+    ours = class_weights(y, 4).numpy()
+    ref = compute_class_weight("balanced", classes=np.arange(4), y=y)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6)
+
+
+def test_absent_class_gets_zero_weight():
+    assert class_weights([0, 0, 2], 3)[1] == 0
+
+
+def test_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 5, 200)
+    logits = rng.normal(size=(200, 5)) + 2.0 * np.eye(5)[targets] * (rng.random(200) < 0.6)[:, None]
+    m = classification_metrics(torch.tensor(logits), torch.tensor(targets), n_classes=5)
+    preds = logits.argmax(1)
+    assert abs(m["macro_f1"] - f1_score(targets, preds, average="macro")) < 1e-6
+    assert abs(m["accuracy"] - accuracy_score(targets, preds)) < 1e-6
+    assert m["confusion"] == confusion_matrix(targets, preds, labels=range(5)).tolist()
+    w = class_weights(targets, 5)
+    weighted = classification_metrics(torch.tensor(logits), torch.tensor(targets), n_classes=5, weights=w)["loss"]
+    logp = torch.log_softmax(torch.tensor(logits), 1).numpy()[np.arange(200), targets]
+    ref = -(w.numpy()[targets] * logp).sum() / w.numpy()[targets].sum()
+    assert abs(weighted - ref) < 1e-5
+
+
+def test_macro_f1_with_a_class_never_seen_matches_sklearn_default():
+    y, p = np.array([0, 0, 1, 2, 2, 1]), np.array([0, 1, 1, 2, 0, 1])
+    m = classification_metrics(torch.nn.functional.one_hot(torch.tensor(p), 4).float(), torch.tensor(y), n_classes=4)
+    assert abs(m["macro_f1"] - f1_score(y, p, average="macro")) < 1e-6
+
+
+def test_schedule_peaks_at_warmup_with_thesis_value():
+    rates = [inverse_sqrt_warmup(s, d_model=768, warmup=8000) for s in range(0, 20000, 100)]
+    peak_step = int(np.argmax(rates)) * 100 + 1
+    assert abs(peak_step - 8000) <= 100
+    assert abs(max(rates) - 768**-0.5 * 8000**-0.5) / max(rates) < 1e-2  # about 4e-4
+    assert 3.9e-4 < max(rates) < 4.1e-4
