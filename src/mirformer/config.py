@@ -7,6 +7,7 @@ scalars so ``--set finetune.lr=5e-5`` gives a float and ``--set model.norm_first
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -30,11 +31,35 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value, where=f"{where}{name}.")
+        else:
+            value = _coerce(hint, value, where + name)
         kwargs[name] = value
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad config for {where or cls.__name__}: {exc}") from None
+
+
+def _coerce(hint, value, key: str):
+    """Check a scalar against its annotation; ints pass as floats, numeric strings as numbers."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    scalars = [t for t in options if t in (bool, int, float, str)]
+    if not scalars or any(type(value) is t for t in scalars):
+        return value
+    if not isinstance(value, bool):  # "1e-4" is a string to YAML 1.1; 3 is a valid float
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is not None and float in scalars:
+            return number
+        if number is not None and int in scalars and number.is_integer():
+            return int(number)
+        if str in scalars and isinstance(value, (int, float)):  # precision=16, ref=1.0
+            return str(value)
+    raise ConfigError(f"config key {key} must be {' or '.join(t.__name__ for t in scalars)}, got {value!r}")
 
 
 def to_dict(obj) -> dict:

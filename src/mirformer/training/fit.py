@@ -7,6 +7,8 @@ interrupted stage resumes from ``last.ckpt``.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,8 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
               monitor: str, mode: str, trainer_cfg: TrainerConfig, seed: int) -> tuple[list[dict], Path]:
     """Train (or resume) one stage; return (per-epoch history, path of the best checkpoint)."""
     L.seed_everything(seed, workers=True, verbose=False)
+    # Lightning's start-up banners (GPU/TPU availability, logger tips) drown mirformer's own progress lines.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     ckpt_dir = stage_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                            save_last=True, save_on_train_epoch_end=True, enable_version_counter=False)
@@ -81,8 +85,12 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
         num_sanity_val_steps=0,
     )
     last = ckpt_dir / "last.ckpt"
-    # Our own checkpoints hold tensors and primitives only, so they load with weights_only=True.
-    trainer.fit(module, train_loader, val_loader, ckpt_path=last if last.exists() else None, weights_only=True)
+    with warnings.catch_warnings():
+        # Noise from Lightning's internals on torch 2.13, not actionable by users.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+        warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
+        # Our own checkpoints hold tensors and primitives only, so they load with weights_only=True.
+        trainer.fit(module, train_loader, val_loader, ckpt_path=last if last.exists() else None, weights_only=True)
     best_path = Path(best.best_model_path) if best.best_model_path else last
     return history.rows, best_path
 

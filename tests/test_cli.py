@@ -1,0 +1,73 @@
+"""End to end through the ``mirformer`` command on a few short rendered clips."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mirformer.cli import main
+
+TINY_DATA = ('data.options={"preset": "quickstart", "config": {"clip_seconds": 3.0, "sample_rate": 16000, '
+             '"max_scores_per_class": 4, "max_clips_per_score": 2, '
+             '"classes": ["bach_chorale", "fiddle_tunes", "folk_china"]}}')
+TINY_RUN = [
+    "--set", TINY_DATA,
+    "--set", "mel={sample_rate: 16000, n_fft: 512, hop_length: 256, n_mels: 32, ref: max}",
+    "--set", "encoder={d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_len: 256}",
+    "--set", "snippet_frames=48",
+    "--set", "mask.block_frames=4",
+    "--set", "pretrain.epochs=2", "--set", "finetune.epochs=2", "--set", "scratch.epochs=2",
+    "--set", "workers=1",
+]
+
+
+@pytest.mark.slow
+def test_compare_end_to_end_then_reuse(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| spectroformer-pretrained-finetuned |" in printed and "| mfcc-logreg |" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["classes"] == ["bach_chorale", "fiddle_tunes", "folk_china"]
+    assert set(results["setups"]) == {"spectroformer-pretrained-finetuned", "spectroformer-scratch", "mfcc-logreg"}
+    ft = results["setups"]["spectroformer-pretrained-finetuned"]
+    assert len(ft["history"]) == 2 and len(ft["pretrain_history"]) == 2
+    for setup in results["setups"].values():
+        test = setup["splits"]["test"]
+        assert test["n"] == results["counts"]["test"] and 0.0 <= test["macro_f1"] <= 1.0
+        assert np.array(test["confusion"]).sum() == test["n"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["encoder"]["d_model"] == 32 and "torch" in config["versions"]
+    for name in ("report.md", "curves.png", "confusion_spectroformer-scratch.png",
+                 "spectroformer-pretrain/encoder.pt", "spectroformer-scratch/checkpoints/last.ckpt",
+                 "spectroformer-scratch/predictions.csv"):
+        assert (out / name).exists(), name
+    # A second run reuses every finished stage and gives the same table.
+    before = (out / "spectroformer-scratch" / "result.json").stat().st_mtime_ns
+    assert main(["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(out), "--quiet"]) == 0
+    assert (out / "spectroformer-scratch" / "result.json").stat().st_mtime_ns == before
+    assert json.loads((out / "results.json").read_text())["setups"] == results["setups"]
+
+
+def test_unknown_config_key_is_an_error(capsys):
+    assert main(["compare", "--set", "finetune.epoch=3"]) == 2
+    assert "finetune.epoch" in capsys.readouterr().err
+
+
+def test_print_config_applies_overrides(capsys):
+    assert main(["compare", "--preset", "quickstart", "--set", "finetune.optim.lr=1e-4", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["finetune"]["optim"]["lr"] == 1e-4 and cfg["encoder"]["d_model"] == 128
+
+
+def test_extract_mel_cli(tmp_path, write_tone, capsys):
+    a = write_tone(tmp_path / "a.wav", seconds=1.0, sr=44100)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"")
+    assert main(["extract", "mel", str(a), str(bad), "--out", str(tmp_path / "out")]) == 0
+    x = np.load(tmp_path / "out" / "a.npy")
+    assert x.shape == (1 + 44100 // 128, 86) and x.dtype == np.float32
+    assert "bad.wav" in capsys.readouterr().err
+    assert main(["extract", "mel", str(a), "--out", str(tmp_path / "lib"), "--setting", "librosa", "--ref", "max"]) == 0
+    y = np.load(tmp_path / "lib" / "a.npy")
+    assert y.shape == (1 + 22050 // 512, 128) and abs(y.max()) < 1e-4
