@@ -71,7 +71,9 @@ class Comparison:
         self.classes = self.dataset.classes()
         self.label_index = {c: i for i, c in enumerate(self.classes)}
         self.rep = LogMel(cfg.mel)
-        self.store = FeatureStore(paths.features_dir(), f"{self.dataset.name}:{self.dataset.root.resolve()}", self.rep)
+        # The dataset's identity includes its root: two copies of a dataset never share features.
+        root_hash = hashlib.sha1(str(self.dataset.root.resolve()).encode()).hexdigest()[:8]
+        self.store = FeatureStore(paths.features_dir(), f"{self.dataset.name}-{root_hash}", self.rep)
         min_seconds = cfg.snippet_frames / self.rep.frames_per_second / 4  # a quarter window at least
         self.log(f"features: {self.store.dir}")
         failed = self.store.extract(tracks, workers=cfg.workers, min_seconds=min_seconds, progress=self.progress)

@@ -91,6 +91,8 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
         warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         # Our own checkpoints hold tensors and primitives only, so they load with weights_only=True.
         trainer.fit(module, train_loader, val_loader, ckpt_path=last if last.exists() else None, weights_only=True)
+    if trainer.interrupted:  # Lightning may swallow Ctrl-C; the stage must not count as finished
+        raise KeyboardInterrupt
     best_path = Path(best.best_model_path) if best.best_model_path else last
     return history.rows, best_path
 
