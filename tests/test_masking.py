@@ -4,7 +4,9 @@ from mirformer.objectives.spectro_masking import SpectroMaskConfig, mask_spectro
 
 
 def test_fractions_of_masked_frames_and_actions():
-    cfg = SpectroMaskConfig()
+    # Short blocks give enough blocks (64 x 84) for the zero/noise/keep shares to be measured
+    # to +-0.006 (one standard deviation); the thesis' 42-frame blocks are checked below.
+    cfg = SpectroMaskConfig(block_frames=4)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1344, 86) + 5.0  # offset: zeroed cells are recognisable
     inputs, mask, targets = mask_spectrogram(x, None, cfg, g)
@@ -24,6 +26,11 @@ def test_fractions_of_masked_frames_and_actions():
     # Outside the mask the input is untouched; the batch itself is never modified.
     assert torch.equal(inputs[~mask], x[~mask])
     assert (x > 0).float().mean() > 0.99
+
+
+def test_thesis_blocks_cover_a_quarter_of_frames():
+    _, mask, _ = mask_spectrogram(torch.randn(8, 1344, 86), None, SpectroMaskConfig(), torch.Generator().manual_seed(3))
+    assert mask.all(-1).sum(1).tolist() == [8 * 42] * 8  # 8 blocks of 42 frames = 25% of 1344
 
 
 def test_blocks_are_contiguous_and_block_long():

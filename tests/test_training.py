@@ -1,8 +1,6 @@
 """Tiny overfits: both Lightning modules drive their loss down; resume continues a stage."""
 
-import json
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 

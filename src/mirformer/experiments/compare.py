@@ -21,6 +21,7 @@ from mirformer import __version__, paths
 from mirformer.atomic import write_json
 from mirformer.datasets.base import Track
 from mirformer.datasets.registry import open_dataset
+from mirformer.errors import MirformerError
 from mirformer.experiments.config import CompareConfig
 from mirformer.models.former import Former, load_former
 from mirformer.representations.mel import LogMel
@@ -82,7 +83,8 @@ class Comparison:
                        for s in ("train", "validation", "test")}
         for split, ts in self.tracks.items():
             if not ts:
-                raise RuntimeError(f"no usable tracks in the {split} split of {self.dataset.name}")
+                raise MirformerError(f"no usable tracks in the {split} split of {self.dataset.name} at "
+                                     f"{self.dataset.root} ({len(failed)} skipped as unreadable or too short)")
         self.mean, self.std = self.store.normalisation([t.id for t in self.tracks["train"]])
         y_train = [self.label_index[t.label] for t in self.tracks["train"]]
         self.weights = class_weights(y_train, len(self.classes))
