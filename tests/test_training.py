@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mirformer.models.encoder import EncoderConfig
 from mirformer.models.former import Former
-from mirformer.objectives.spectro_masking import SpectroMaskConfig
+from mirformer.objectives.spectro_masking import SpectroMaskConfig, SpectroObjective
 from mirformer.training.fit import TrainerConfig, fit_stage
 from mirformer.training.modules import ClassifierModule, OptimConfig, PretrainModule
 
@@ -36,7 +36,7 @@ def test_pretraining_loss_falls(tmp_path):
     torch.manual_seed(0)
     data = Toy()
     module = PretrainModule(Former(kind="spectroformer", encoder=ENC, input_dim=8),
-                            mask=SpectroMaskConfig(block_frames=2), optim=OptimConfig(lr=3e-3))
+                            objective=SpectroObjective(SpectroMaskConfig(block_frames=2)), optim=OptimConfig(lr=3e-3))
     history, best = fit_stage(module, DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=8),
                               stage_dir=tmp_path, epochs=12, monitor="val/loss", mode="min", trainer_cfg=TRAINER,
                               seed=0)

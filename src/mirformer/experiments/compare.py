@@ -24,6 +24,7 @@ from mirformer.datasets.registry import open_dataset
 from mirformer.errors import MirformerError
 from mirformer.experiments.config import CompareConfig
 from mirformer.models.former import Former, load_former
+from mirformer.objectives.spectro_masking import SpectroObjective
 from mirformer.representations.mel import LogMel
 from mirformer.representations.store import FeatureStore
 from mirformer.tasks import class_weights, classification_metrics
@@ -122,7 +123,8 @@ class Comparison:
             return encoder_path
         cfg = self.cfg
         self.log("pretraining SpectroFormer (masked frame and channel blocks, Huber loss)")
-        module = PretrainModule(self.new_model(0), mask=cfg.mask, optim=cfg.pretrain.optim, seed=cfg.seed)
+        module = PretrainModule(self.new_model(0), objective=SpectroObjective(cfg.mask), optim=cfg.pretrain.optim,
+                                seed=cfg.seed)
         t0 = time.time()
         history, best = fit_stage(
             module,

@@ -1,6 +1,14 @@
-"""A "Former": frontend -> shared encoder -> heads. SpectroFormer is the log-mel one.
+"""A "Former": frontend -> shared encoder -> heads; the three kinds differ only in the frontend.
 
-Axis legend: B batch, L input positions, F input features per position, D d_model, C classes.
+- SpectroFormer: normalised log-mel frames (B, L, F) through a linear projection; pretrained by
+  reconstructing masked cells (F outputs per position).
+- TokenFormer: VQ token ids (B, L) through a learned embedding; pretrained by predicting masked
+  token ids (vocabulary-size outputs per position).
+- CodebookFormer: VQ token ids (B, L) looked up in the tokenizer's codebook, then projected;
+  pretrained like TokenFormer.
+
+Axis legend: B batch, L input positions, F input features per position (for the token kinds:
+the vocabulary size), D d_model, C classes.
 """
 
 from __future__ import annotations
@@ -13,13 +21,17 @@ import torch.nn as nn
 
 from mirformer.errors import CheckpointError, ConfigError
 from mirformer.models.encoder import Encoder, EncoderConfig
-from mirformer.models.frontends import SpectrogramProjection
+from mirformer.models.frontends import CodebookProjection, SpectrogramProjection, TokenEmbedding
 from mirformer.models.heads import ClassificationHead, PositionHead
 
-# kind -> (frontend factory(input_dim, d_model), pretraining outputs per position(input_dim))
+# kind -> frontend factory(input_dim, d_model, codebook_dim); every kind predicts input_dim
+# values per position in pretraining (mel cells, or token-id logits).
 KINDS = {
-    "spectroformer": (SpectrogramProjection, lambda input_dim: input_dim),
+    "spectroformer": lambda input_dim, d_model, codebook_dim: SpectrogramProjection(input_dim, d_model),
+    "tokenformer": lambda input_dim, d_model, codebook_dim: TokenEmbedding(input_dim, d_model),
+    "codebookformer": lambda input_dim, d_model, codebook_dim: CodebookProjection(input_dim, d_model, codebook_dim),
 }
+TOKEN_KINDS = ("tokenformer", "codebookformer")
 
 
 class Former(nn.Module):
@@ -32,39 +44,42 @@ class Former(nn.Module):
     encoder : EncoderConfig
         Size of the shared encoder.
     input_dim : int
-        Features per input position F (mel bands for SpectroFormer).
+        Features per input position F: mel bands (SpectroFormer) or vocabulary size (token kinds).
     n_classes : int
         Classification outputs C; 0 for a pretraining-only model.
+    codebook_dim : int
+        Width of the codebook vectors (CodebookFormer only).
     """
 
-    def __init__(self, *, kind: str, encoder: EncoderConfig, input_dim: int, n_classes: int = 0):
+    def __init__(self, *, kind: str, encoder: EncoderConfig, input_dim: int, n_classes: int = 0,
+                 codebook_dim: int = 64):
         super().__init__()
         if kind not in KINDS:
             raise ConfigError(f"unknown model kind {kind!r}; known: {sorted(KINDS)}")
-        make_frontend, pretrain_outputs = KINDS[kind]
         self.kind, self.encoder_cfg, self.input_dim, self.n_classes = kind, encoder, input_dim, n_classes
-        self.frontend = make_frontend(input_dim, encoder.d_model)
+        self.codebook_dim = codebook_dim
+        self.frontend = KINDS[kind](input_dim, encoder.d_model, codebook_dim)
         self.encoder = Encoder(encoder)
-        self.pretrain_head = PositionHead(encoder.d_model, pretrain_outputs(input_dim), eps=encoder.norm_eps)
+        self.pretrain_head = PositionHead(encoder.d_model, input_dim, eps=encoder.norm_eps)
         self.head = ClassificationHead(encoder.d_model, n_classes, encoder.dropout) if n_classes else None
 
     def forward_encoder(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L, F) inputs, (B, L) bool padding -> (B, L + 1, D) hidden states (CLS first)."""
+        """(B, L, F) frames or (B, L) token ids, (B, L) bool padding -> (B, L + 1, D) (CLS first)."""
         return self.encoder(self.frontend(x), pad)
 
     def forward_pretrain(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L, F) masked inputs -> (B, L, F) per-position predictions."""
+        """Masked inputs -> (B, L, F) per-position predictions (cells, or token-id logits)."""
         return self.pretrain_head(self.forward_encoder(x, pad)[:, 1:])
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L, F) inputs -> (B, C) logits from the CLS state."""
+        """Inputs -> (B, C) logits from the CLS state."""
         assert self.head is not None, "model built with n_classes=0 has no classification head"
         return self.head(self.forward_encoder(x, pad)[:, 0])
 
     # ---- checkpoints: plain tensors and primitives only, so torch.load(weights_only=True) reads them
     def spec(self) -> dict:
         return {"kind": self.kind, "encoder": asdict(self.encoder_cfg), "input_dim": self.input_dim,
-                "n_classes": self.n_classes}
+                "n_classes": self.n_classes, "codebook_dim": self.codebook_dim}
 
     def save(self, path: str | Path) -> None:
         from mirformer.atomic import atomic_path

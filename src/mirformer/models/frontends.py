@@ -1,9 +1,19 @@
-"""Frontends: map one representation's frames to d_model vectors, one class per input kind."""
+"""Frontends: map one representation's frames to d_model vectors, one class per input kind.
+
+The encoder multiplies frontend outputs by sqrt(d_model) (the thesis, after Vaswani et al.), so
+every frontend is initialised to give outputs of standard deviation d_model^-0.5 on unit-variance
+input: scaled, they match the sinusoidal positions' unit amplitude instead of drowning them.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+
+def _init_projection(linear: nn.Linear) -> None:
+    nn.init.normal_(linear.weight, std=(linear.in_features * linear.out_features) ** -0.5)
+    nn.init.zeros_(linear.bias)
 
 
 class SpectrogramProjection(nn.Module):
@@ -12,6 +22,45 @@ class SpectrogramProjection(nn.Module):
     def __init__(self, n_mels: int, d_model: int):
         super().__init__()
         self.proj = nn.Linear(n_mels, d_model)
+        _init_projection(self.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids (B, L) in [0, vocab] -> (B, L, D); id ``vocab`` is MASK.
+
+    The CLS embedding is the encoder's learned ``cls`` vector, prepended after this frontend.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size + 1, d_model)
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(ids)
+
+
+class CodebookProjection(nn.Module):
+    """Token ids (B, L) -> their VQ codebook vectors (B, L, E) -> (B, L, D) by one linear map.
+
+    ``codebook`` holds the tokenizer's (vocab, E) vectors plus a zero row for the MASK id, so a
+    masked position enters as a zero vector. It is a frozen buffer saved with the model, so a
+    checkpoint carries the codebook it was trained with; fill it with ``set_codebook``.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, codebook_dim: int = 64):
+        super().__init__()
+        self.register_buffer("codebook", torch.zeros(vocab_size + 1, codebook_dim))
+        self.proj = nn.Linear(codebook_dim, d_model)
+        _init_projection(self.proj)
+
+    def set_codebook(self, vectors: torch.Tensor) -> None:
+        assert vectors.shape == (self.codebook.shape[0] - 1, self.codebook.shape[1]), \
+            f"codebook {tuple(vectors.shape)} != (vocab, dim) {(self.codebook.shape[0] - 1, self.codebook.shape[1])}"
+        self.codebook[:-1] = vectors.to(self.codebook)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.codebook[ids])

@@ -81,3 +81,14 @@ def masked_huber(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, d
     """Huber loss averaged over masked cells only, so its scale does not depend on the mask ratio."""
     loss = F.huber_loss(pred.float(), target.float(), reduction="none", delta=delta)
     return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+class SpectroObjective:
+    """SpectroFormer pretraining: mask, reconstruct, Huber loss on the masked cells."""
+
+    def __init__(self, cfg: SpectroMaskConfig):
+        self.cfg = cfg
+
+    def __call__(self, model, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        inputs, mask, targets = mask_spectrogram(batch["x"], batch["pad"], self.cfg, generator)
+        return masked_huber(model.forward_pretrain(inputs, batch["pad"]), targets, mask, self.cfg.huber_delta)

@@ -15,7 +15,6 @@ from torchmetrics.classification import MulticlassF1Score
 
 from mirformer.errors import MirformerError
 from mirformer.models.former import Former
-from mirformer.objectives.spectro_masking import SpectroMaskConfig, mask_spectrogram, masked_huber
 from mirformer.tasks import classification_metrics
 from mirformer.training.schedule import inverse_sqrt_warmup
 
@@ -53,20 +52,19 @@ class _Base(L.LightningModule):
 
 
 class PretrainModule(_Base):
-    """Masked reconstruction of normalised spectrogram cells (Huber on masked cells only)."""
+    """Masked self-supervised pretraining; ``objective(model, batch, generator) -> loss`` is injected.
 
-    def __init__(self, model: Former, *, mask: SpectroMaskConfig, optim: OptimConfig, seed: int = 0):
+    Objectives: ``SpectroObjective`` (masked cells, Huber) and ``TokenObjective`` (masked ids,
+    cross-entropy), both computed on the masked positions only.
+    """
+
+    def __init__(self, model: Former, *, objective, optim: OptimConfig, seed: int = 0):
         super().__init__(model, optim)
-        self.mask = mask
+        self.objective = objective
         self.seed = seed
 
-    def step(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
-        inputs, mask, targets = mask_spectrogram(batch["x"], batch["pad"], self.mask, generator)
-        pred = self.model.forward_pretrain(inputs, batch["pad"])
-        return masked_huber(pred, targets, mask, self.mask.huber_delta)
-
     def training_step(self, batch, batch_idx):
-        loss = self.step(batch)
+        loss = self.objective(self.model, batch)
         self._check_finite(loss)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["x"]))
         return loss
@@ -74,7 +72,7 @@ class PretrainModule(_Base):
     def validation_step(self, batch, batch_idx):
         # The same masks every epoch, so validation losses compare across epochs.
         g = torch.Generator(device=batch["x"].device).manual_seed(self.seed + batch_idx)
-        loss = self.step(batch, g)
+        loss = self.objective(self.model, batch, g)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["x"]),
                  sync_dist=True)
 

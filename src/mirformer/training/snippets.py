@@ -34,17 +34,19 @@ class _StoreSnippets(Dataset):
         self.mean = None if mean is None else np.asarray(mean, np.float32)
         self.inv_std = None if std is None else (1.0 / np.asarray(std, np.float32))
         self.entries = [store.entry(i) for i in self.ids]
+        # Token ids stay integers (embedding lookups); features become float32.
+        self.dtype = np.int64 if np.issubdtype(store.representation.dtype, np.integer) else np.float32
 
     def _read(self, track: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.entries[track]
         x = np.array(self.store.data[e.offset + start : e.offset + min(e.n_frames, start + self.length)],
-                     dtype=np.float32)
+                     dtype=self.dtype)
         if self.mean is not None:
             x = (x - self.mean) * self.inv_std
         pad = torch.zeros(self.length, dtype=torch.bool)
         if len(x) < self.length:
             pad[len(x):] = True
-            x = np.concatenate([x, np.zeros((self.length - len(x),) + x.shape[1:], np.float32)])
+            x = np.concatenate([x, np.zeros((self.length - len(x),) + x.shape[1:], self.dtype)])
         return torch.from_numpy(x), pad
 
     def _item(self, track: int, start: int) -> dict:
@@ -58,7 +60,8 @@ class _StoreSnippets(Dataset):
 class RandomSnippets(_StoreSnippets):
     """One random crop of ``length`` frames per track per epoch.
 
-    Items: ``x`` (length, dim) float32 normalised, ``pad`` (length,) bool, ``y`` int, ``track`` int.
+    Items: ``x`` (length, dim) float32 normalised features or (length,) int64 token ids,
+    ``pad`` (length,) bool, ``y`` int, ``track`` int.
     """
 
     def __len__(self) -> int:

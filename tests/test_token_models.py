@@ -1,0 +1,75 @@
+"""TokenFormer and CodebookFormer: masking statistics, frontends, a tiny pretraining overfit."""
+
+import torch
+
+from mirformer.models.encoder import EncoderConfig
+from mirformer.models.former import Former, load_former
+from mirformer.objectives.token_masking import IGNORE, TokenMaskConfig, TokenObjective, mask_tokens
+
+ENC = EncoderConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, dropout=0.0, max_len=128)
+V = 50
+
+
+def test_bert_masking_fractions():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, V, (256, 512), generator=g)
+    inputs, mask, targets = mask_tokens(ids, None, TokenMaskConfig(), vocab_size=V, generator=g)
+    assert abs(mask.float().mean().item() - 0.3) < 0.005
+    chosen_in, chosen_id = inputs[mask], ids[mask]
+    masked = (chosen_in == V).float().mean().item()
+    kept = (chosen_in == chosen_id).float().mean().item()  # includes random draws of the same id (1/V)
+    assert abs(masked - 0.8) < 0.01 and abs(kept - (0.1 + 0.1 / V)) < 0.01
+    assert ((chosen_in != V) & (chosen_in != chosen_id)).float().mean().item() > 0.09
+    assert torch.equal(inputs[~mask], ids[~mask])
+    assert torch.equal(targets[mask], ids[mask]) and (targets[~mask] == IGNORE).all()
+    assert ids.max() < V  # the batch itself is untouched
+
+
+def test_padding_is_never_chosen():
+    pad = torch.zeros(64, 40, dtype=torch.bool)
+    pad[:, 30:] = True
+    inputs, mask, targets = mask_tokens(torch.randint(0, V, (64, 40)), pad, TokenMaskConfig(), vocab_size=V,
+                                        generator=torch.Generator().manual_seed(1))
+    assert not mask[pad].any() and (targets[pad] == IGNORE).all()
+
+
+def test_token_kinds_shapes_and_cls_prepended():
+    ids = torch.randint(0, V, (3, 20))
+    for kind in ("tokenformer", "codebookformer"):
+        model = Former(kind=kind, encoder=ENC, input_dim=V, n_classes=4, codebook_dim=8)
+        assert model.forward_encoder(ids).shape == (3, 21, 32)
+        assert model(ids).shape == (3, 4)
+        assert model.forward_pretrain(ids).shape == (3, 20, V)
+
+
+def test_codebook_frontend_zeroes_mask_id_and_survives_checkpoint(tmp_path):
+    model = Former(kind="codebookformer", encoder=ENC, input_dim=V, codebook_dim=8)
+    book = torch.randn(V, 8)
+    model.frontend.set_codebook(book)
+    assert torch.equal(model.frontend.codebook[:V], book) and (model.frontend.codebook[V] == 0).all()
+    model.save(tmp_path / "cb.pt")
+    again = load_former(tmp_path / "cb.pt", n_classes=3)
+    assert torch.equal(again.frontend.codebook[:V], book)
+
+
+def test_token_pretraining_loss_falls():
+    torch.manual_seed(0)
+    # Sequences with structure to learn: token t+1 = token t + 1 (mod V).
+    v = 12
+    start = torch.randint(0, v, (32, 1))
+    ids = (start + torch.arange(24)) % v
+    batch = {"x": ids, "pad": torch.zeros_like(ids, dtype=torch.bool)}
+    for kind in ("tokenformer", "codebookformer"):
+        model = Former(kind=kind, encoder=ENC, input_dim=v, codebook_dim=8)
+        if kind == "codebookformer":
+            model.frontend.set_codebook(torch.randn(v, 8))
+        objective = TokenObjective(TokenMaskConfig(), v)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        losses = []
+        for step in range(150):
+            loss = objective(model, batch, torch.Generator().manual_seed(step))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert sum(losses[-5:]) / 5 < 0.2 * sum(losses[:5]) / 5, (kind, losses[:5], losses[-5:])
