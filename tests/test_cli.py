@@ -71,3 +71,43 @@ def test_extract_mel_cli(tmp_path, write_tone, capsys):
     assert main(["extract", "mel", str(a), "--out", str(tmp_path / "lib"), "--setting", "librosa", "--ref", "max"]) == 0
     y = np.load(tmp_path / "lib" / "a.npy")
     assert y.shape == (1 + 22050 // 512, 128) and abs(y.max()) < 1e-4
+
+
+def _random_vqvae(path):
+    import torch
+
+    from mirformer.representations.vqvae.checkpoint import save_vqvae
+    from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
+
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(sample_rate=8000, levels=2, downs_t=(2, 1), strides_t=(2, 2), emb_width=8, l_bins=32,
+                              width=8, depth=2, multipliers=(1, 1)))
+    model.bottleneck.level_blocks[0].k.normal_()
+    model.bottleneck.level_blocks[1].k.normal_()
+    save_vqvae(model, path)
+    return path
+
+
+def test_extract_tokens_and_codebooks_cli(tmp_path, write_tone, capsys):
+    ckpt = _random_vqvae(tmp_path / "vq.pth.tar")
+    a = write_tone(tmp_path / "a.flac", seconds=1.0, sr=44100, channels=2)  # resampled to 8 kHz, downmixed
+    assert main(["extract", "tokens", str(a), "--vqvae", str(ckpt), "--level", "1", "--out", str(tmp_path / "t")]) == 0
+    tokens = np.load(tmp_path / "t" / "a.npy")
+    assert tokens.shape == (8000 // 8,) and tokens.dtype == np.int16 and 0 <= tokens.min() and tokens.max() < 32
+    assert main(["extract", "codebooks", str(a), "--vqvae", str(ckpt), "--level", "0", "--out",
+                 str(tmp_path / "c")]) == 0
+    assert np.load(tmp_path / "c" / "a.npy").shape == (8000 // 4, 8)
+
+
+def test_probe_invariance_cli(tmp_path, write_tone, capsys):
+    ckpt = _random_vqvae(tmp_path / "vq.pth.tar")
+    a = write_tone(tmp_path / "a.wav", seconds=1.0, sr=8000, freq=330)
+    assert main(["probe-invariance", str(a), "--vqvae", str(ckpt), "--level", "1", "--out", str(tmp_path / "p"),
+                 "--n-fft", "512", "--hop", "128", "--n-mels", "32"]) == 0
+    for name in ("invariance.csv", "invariance.md", "invariance.png"):
+        assert (tmp_path / "p" / name).exists()
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "p" / "invariance.csv")
+    polarity = df[df["transform"].str.contains("polarity")].iloc[0]
+    assert polarity.mel_diff_db < 1e-3  # the mel spectrogram cannot hear a polarity flip

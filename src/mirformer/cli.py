@@ -82,6 +82,41 @@ def cmd_extract(args) -> int:
     return 1 if out["skipped"] and not out["written"] else 0
 
 
+def cmd_extract_vq(args) -> int:
+    from mirformer.representations.extract import extract_to_npy
+    from mirformer.representations.vq import VQCodebookVectors, VQTokens
+
+    cls = VQTokens if args.representation == "tokens" else VQCodebookVectors
+    rep = cls(args.vqvae, level=args.level, trust_pickle=args.trust_checkpoint)
+    out = extract_to_npy(args.audio, args.out, representation=rep)
+    what = "int16 token ids" if cls is VQTokens else f"(frames, {rep.dim}) codebook vectors"
+    print(f"wrote {len(out['written'])} file(s) of {what} to {args.out} "
+          f"(level {args.level}, hop {rep.hop_length} at {rep.sample_rate} Hz)")
+    for path, reason in out["skipped"].items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 1 if out["skipped"] and not out["written"] else 0
+
+
+def cmd_probe(args) -> int:
+    from mirformer.experiments.invariance import load_signals, probe_invariance
+    from mirformer.experiments.invariance_plot import write_invariance_report
+    from mirformer.representations.mel import MelConfig
+    from mirformer.representations.vq import VQTokens
+
+    tokenizer = VQTokens(args.vqvae, level=args.level, trust_pickle=args.trust_checkpoint)
+    signals, skipped = load_signals(args.audio, sample_rate=tokenizer.sample_rate, max_seconds=args.max_seconds)
+    for path, reason in skipped.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not signals:
+        print("mirformer: error: no usable audio", file=sys.stderr)
+        return 2
+    mel = MelConfig(sample_rate=tokenizer.sample_rate, n_fft=args.n_fft, hop_length=args.hop, n_mels=args.n_mels)
+    df = probe_invariance(signals, tokenizer=tokenizer, mel_config=mel)
+    print(write_invariance_report(df, args.out))
+    print(f"\nwrote {args.out}/invariance.{{csv,md,png}}")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from mirformer.datasets.registry import open_dataset
 
@@ -130,6 +165,29 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--ref", choices=("1.0", "max"), help="dB reference: 1.0 (default) or the clip's max")
     m.add_argument("--top-db", type=float, help="dynamic range below the peak (dB, default 80)")
     m.set_defaults(func=cmd_extract)
+
+    for kind, text in (("tokens", "VQ token ids, one int16 .npy of shape (frames,) per file"),
+                       ("codebooks", "VQ codebook vectors, one float32 .npy of shape (frames, dim) per file")):
+        t = esub.add_parser(kind, help=text)
+        t.add_argument("audio", nargs="+", help="audio files (decoded, downmixed, resampled to the VQ-VAE's rate)")
+        t.add_argument("--vqvae", required=True, help="VQ-VAE checkpoint (OpenAI's vqvae.pth.tar or mirformer's)")
+        t.add_argument("--level", type=int, default=2, help="level to encode (Jukebox: 2 = top, hop 128)")
+        t.add_argument("--out", required=True, help="output folder")
+        t.add_argument("--trust-checkpoint", action="store_true",
+                       help="load a checkpoint that needs full unpickling (only for files you trust)")
+        t.set_defaults(func=cmd_extract_vq)
+
+    pr = sub.add_parser("probe-invariance", help="how tokens and log-mel change under inaudible transformations")
+    pr.add_argument("audio", nargs="+")
+    pr.add_argument("--vqvae", required=True, help="VQ-VAE checkpoint")
+    pr.add_argument("--level", type=int, default=2)
+    pr.add_argument("--out", required=True, help="folder for invariance.csv, .md and .png")
+    pr.add_argument("--max-seconds", type=float, default=30.0, help="audio read per file (s)")
+    pr.add_argument("--n-fft", type=int, default=2048)
+    pr.add_argument("--hop", type=int, default=512)
+    pr.add_argument("--n-mels", type=int, default=128)
+    pr.add_argument("--trust-checkpoint", action="store_true")
+    pr.set_defaults(func=cmd_probe)
 
     v = sub.add_parser("validate", help="decode every file of a dataset and report bad ones")
     v.add_argument("dataset")

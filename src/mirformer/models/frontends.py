@@ -1,8 +1,12 @@
 """Frontends: map one representation's frames to d_model vectors, one class per input kind.
 
-The encoder multiplies frontend outputs by sqrt(d_model) (the thesis, after Vaswani et al.), so
-every frontend is initialised to give outputs of standard deviation d_model^-0.5 on unit-variance
-input: scaled, they match the sinusoidal positions' unit amplitude instead of drowning them.
+The encoder multiplies frontend outputs by sqrt(d_model) (the thesis, after Vaswani et al.). The
+token frontends are initialised to give outputs of standard deviation d_model^-0.5, so that scaled
+they match the sinusoidal positions' unit amplitude instead of drowning them (a tiny TokenFormer's
+masked-token loss fell 20x in 150 steps this way, 1.2x with N(0, 1) embeddings). SpectroFormer
+keeps PyTorch's default projection init, the thesis code's, under which the scaled frames
+dominate the positions: on the quickstart that trained better from scratch (test macro F1 0.37
+against 0.17 with the small init).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ class SpectrogramProjection(nn.Module):
     def __init__(self, n_mels: int, d_model: int):
         super().__init__()
         self.proj = nn.Linear(n_mels, d_model)
-        _init_projection(self.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)

@@ -1,0 +1,79 @@
+"""Train a VQ-VAE on a dataset's training split and save it in the official checkpoint layout."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import ConcatDataset, DataLoader
+
+from mirformer import paths
+from mirformer.atomic import write_json
+from mirformer.datasets.base import Track
+from mirformer.representations.store import FeatureStore
+from mirformer.representations.vqvae.checkpoint import save_vqvae
+from mirformer.representations.vqvae.losses import compute_bandwidth
+from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
+from mirformer.representations.waveform import Waveform
+from mirformer.training.fit import TrainerConfig, fit_stage, load_module_weights
+from mirformer.training.snippets import RandomSnippets, TiledSnippets
+from mirformer.training.vqvae_module import VQVAEModule
+
+
+@dataclass
+class VQVAETrainConfig:
+    vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
+    crop_seconds: float = 1.0  # training crops, rounded down to a multiple of the top hop
+    crops_per_track: int = 4  # per epoch
+    batch_size: int = 8
+    epochs: int = 10
+    lr: float = 3e-4
+    warmup: int = 100  # steps of linear warm-up
+    bandwidth_seconds: float = 600.0  # training audio measured for the loss normalisation (Jukebox: 600 s)
+
+
+def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: Path, *, dataset_id: str,
+                trainer_cfg: TrainerConfig, seed: int = 0, workers: int = 1, progress: bool = True) -> Path:
+    """Train on ``tracks["train"]`` (validate on ``tracks["validation"]``); return the checkpoint path.
+
+    Reuses ``out_dir / "vqvae.pth.tar"`` when present; an interrupted run resumes from its last
+    Lightning checkpoint (the EMA codebook statistics are rebuilt on resume).
+    """
+    final = out_dir / "vqvae.pth.tar"
+    if final.exists():
+        return final
+    vq = cfg.vqvae
+    top_hop = vq.hop_lengths[-1]
+    crop = max(top_hop, int(cfg.crop_seconds * vq.sample_rate) // top_hop * top_hop)
+    store = FeatureStore(paths.features_dir(), dataset_id, Waveform(vq.sample_rate))
+    failed = store.extract([t for s in ("train", "validation") for t in tracks[s]], workers=workers,
+                           min_seconds=crop / vq.sample_rate, progress=progress)
+    train_ids = [t.id for t in tracks["train"] if t.id not in failed]
+    val_ids = [t.id for t in tracks["validation"] if t.id not in failed]
+    bandwidth = compute_bandwidth(_audio_for_bandwidth(store, train_ids, cfg.bandwidth_seconds * vq.sample_rate),
+                                  segment_length=crop)
+    train = ConcatDataset([RandomSnippets(store, train_ids, None, length=crop)] * cfg.crops_per_track)
+    # Validation: a few whole crops per clip (tiled), the same every epoch.
+    val = TiledSnippets(store, val_ids, None, length=crop)
+    module = VQVAEModule(VQVAE(vq), bandwidth=bandwidth, samples_per_step=cfg.batch_size * crop, lr=cfg.lr,
+                         warmup=cfg.warmup)
+    history, best = fit_stage(module, DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True),
+                              DataLoader(val, batch_size=cfg.batch_size), stage_dir=out_dir, epochs=cfg.epochs,
+                              monitor="val/loss", mode="min", trainer_cfg=trainer_cfg, seed=seed)
+    load_module_weights(module, best)
+    write_json(out_dir / "history.json", {"history": history, "bandwidth": asdict(bandwidth),
+                                          "config": asdict(cfg), "skipped": failed})
+    save_vqvae(module.model.eval(), final, step=module.global_step)
+    return final
+
+
+def _audio_for_bandwidth(store: FeatureStore, ids: list[str], max_samples: float):
+    """Whole training clips, in order, until ``max_samples`` samples."""
+    total = 0
+    for tid in ids:
+        if total >= max_samples:
+            return
+        y = np.asarray(store.get(tid), dtype=np.float32)
+        total += len(y)
+        yield y

@@ -1,0 +1,112 @@
+"""Deep VQ representations: a VQ-VAE's token ids, or their codebook vectors, at one level.
+
+The tokenizer is any checkpoint ``load_jukebox_vqvae`` reads: OpenAI's official ``vqvae.pth.tar``
+or a VQ-VAE trained by mirformer. The checkpoint file's SHA-1 goes into ``config_dict``, so the
+feature store never mixes tokens of two tokenizers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mirformer.representations.base import Representation, register_representation
+
+VQ_VERSION = "1"
+
+
+def file_sha1(path: str | Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@register_representation
+class VQTokens(Representation):
+    """Token ids of one VQ-VAE level, one per ``hop_length`` samples.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        VQ-VAE checkpoint (official Jukebox layout).
+    level : int
+        Level to encode (Jukebox: 2 = top, hop 128).
+    trust_pickle : bool
+        Allow a checkpoint that only loads as a full pickle (see ``load_jukebox_vqvae``).
+    chunk_seconds : float
+        Audio encoded at once; memory is bounded for tracks of any length.
+    """
+
+    name = "vq-tokens"
+    dtype = np.dtype(np.int16)
+    dim = 0  # a 1-D sequence of ids
+
+    def __init__(self, checkpoint: str | Path, *, level: int = 2, trust_pickle: bool = False,
+                 chunk_seconds: float = 20.0):
+        self.checkpoint, self.level = Path(checkpoint), level
+        self.trust_pickle, self.chunk_seconds = trust_pickle, chunk_seconds
+        model = self.model
+        self.sample_rate = model.config.sample_rate
+        self.hop_length = model.config.hop_lengths[level]
+        self.frames_per_second = self.sample_rate / self.hop_length
+        self.vocab_size = model.config.l_bins
+        assert self.vocab_size <= np.iinfo(np.int16).max + 1, f"{self.vocab_size} codes do not fit int16"
+
+    @cached_property
+    def model(self):
+        from mirformer.representations.vqvae.checkpoint import load_jukebox_vqvae
+
+        return load_jukebox_vqvae(self.checkpoint, trust_pickle=self.trust_pickle)
+
+    @cached_property
+    def sha1(self) -> str:
+        return file_sha1(self.checkpoint)
+
+    def __getstate__(self):  # worker processes reload the model from the file
+        state = dict(self.__dict__)
+        state.pop("model", None)
+        return state
+
+    def config_dict(self) -> dict:
+        return {"checkpoint_sha1": self.sha1, "level": self.level, "version": VQ_VERSION}
+
+    def encode(self, y: np.ndarray) -> np.ndarray:
+        """Mono audio (n,) at ``sample_rate`` -> token ids (n // hop_length,) int16."""
+        from mirformer.representations.vqvae.chunked import encode_chunked
+
+        return encode_chunked(self.model, y, level=self.level, chunk_seconds=self.chunk_seconds).astype(np.int16)
+
+    def n_frames(self, n_samples: int) -> int:
+        return n_samples // self.hop_length
+
+    def codebook(self) -> torch.Tensor:
+        """The level's (vocab, emb_width) codebook vectors."""
+        return self.model.codebook(self.level).detach().cpu().float()
+
+    # The invariance probe's tokenizer protocol.
+    def tokenize(self, y: np.ndarray) -> np.ndarray:
+        return self.encode(y).astype(np.int64)
+
+    def vectors(self, tokens: np.ndarray) -> np.ndarray:
+        return self.codebook()[torch.as_tensor(tokens, dtype=torch.long)].numpy()
+
+
+@register_representation
+class VQCodebookVectors(VQTokens):
+    """The codebook vector of each token: (n // hop_length, emb_width) float32 (for export)."""
+
+    name = "vq-codebooks"
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, checkpoint: str | Path, **kwargs):
+        super().__init__(checkpoint, **kwargs)
+        self.dim = self.model.config.emb_width
+
+    def encode(self, y: np.ndarray) -> np.ndarray:
+        return self.vectors(super().encode(y))

@@ -1,0 +1,64 @@
+"""Lightning module training a VQ-VAE with Jukebox's objective.
+
+Loss (``vqvae_loss``): per level lmix reconstruction (l2 + 0.02 top-k linf) + multi-resolution
+STFT + 0.02 commitment, normalised by the training data's bandwidth; the codebooks learn by EMA
+(mu 0.99) with random restarts inside the model. Logged: loss terms, codebook usage, entropy, fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import lightning as L
+import torch
+
+from mirformer.errors import MirformerError
+from mirformer.representations.vqvae.losses import Bandwidth, vqvae_loss
+from mirformer.representations.vqvae.model import VQVAE
+
+
+class VQVAEModule(L.LightningModule):
+    """Trains ``model``; batches carry ``x`` (B, T) mono audio crops (T a multiple of the top hop)."""
+
+    def __init__(self, model: VQVAE, *, bandwidth: Bandwidth, samples_per_step: int, lr: float = 3e-4,
+                 warmup: int = 100):
+        super().__init__()
+        self.model, self.bandwidth, self.lr, self.warmup = model, bandwidth, lr, warmup
+        self.samples_per_step = samples_per_step  # batch x crop length (x world size): sets restored EMA counts
+
+    def step(self, batch: dict, stage: str) -> torch.Tensor:
+        x = batch["x"].float().unsqueeze(-1)  # (B, T, 1)
+        out = self.model(x)
+        loss, metrics = vqvae_loss(x, out["recons"], out["commit_losses"], bandwidth=self.bandwidth,
+                                   commit=self.model.config.commit)
+        if not torch.isfinite(loss):
+            raise MirformerError(f"non-finite VQ-VAE loss {loss.item()} at global step {self.global_step}")
+        logs = {f"{stage}/{k}": v.float() for k, v in metrics.items() if v.ndim == 0}
+        for level, m in enumerate(out["metrics"]):
+            logs.update({f"{stage}/{k}_l{level}": v.float() for k, v in m.items() if torch.is_tensor(v) and v.ndim == 0})
+        logs.pop(f"{stage}/loss", None)
+        self.log_dict(logs, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=stage == "val")
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(x), prog_bar=True,
+                 sync_dist=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self.step(batch, "val")
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / self.warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["vqvae_config"] = self.model.config.to_dict()
+        checkpoint["bandwidth"] = asdict(self.bandwidth)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # The EMA statistics are not saved (as Jukebox): rebuild them from the loaded codebooks.
+        self.model.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
+                                    if k.startswith("model.")})
+        self.model.restore_k(samples_per_step=self.samples_per_step * max(1, self.trainer.world_size))
