@@ -111,3 +111,17 @@ def test_probe_invariance_cli(tmp_path, write_tone, capsys):
     df = pd.read_csv(tmp_path / "p" / "invariance.csv")
     polarity = df[df["transform"].str.contains("polarity")].iloc[0]
     assert polarity.mel_diff_db < 1e-3  # the mel spectrogram cannot hear a polarity flip
+
+
+@pytest.mark.slow
+def test_train_vqvae_cli_then_extract_tokens(tmp_path, write_tone):
+    out = tmp_path / "vq"
+    assert main(["train-vqvae", "--preset", "quickstart", "--set", TINY_DATA, "--set", "workers=1",
+                 "--sample-rate", "16000", "--epochs", "2", "--crop-seconds", "0.5", "--batch-size", "4",
+                 "--out", str(out), "--accelerator", "cpu"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["history"]) == 2 and history["bandwidth"]["l2"] > 0
+    a = write_tone(tmp_path / "a.wav", seconds=1.0, sr=16000)
+    assert main(["extract", "tokens", str(a), "--vqvae", str(out / "vqvae.pth.tar"), "--level", "0",
+                 "--out", str(tmp_path / "t")]) == 0
+    assert np.load(tmp_path / "t" / "a.npy").shape == (16000 // 128,)

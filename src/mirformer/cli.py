@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from mirformer.errors import MirformerError
 
@@ -19,10 +20,9 @@ def _trainer_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", help="32-true, bf16-mixed (CPU/GPU), 16-mixed (GPU, loss scaling)")
 
 
-def cmd_compare(args) -> int:
+def _overrides(args) -> dict:
+    """``--set`` values plus the Lightning trainer flags, as a config diff."""
     from mirformer.config import merge, parse_overrides
-    from mirformer.experiments.compare import run_compare
-    from mirformer.experiments.config import resolve
 
     overrides = parse_overrides(args.set or [])
     trainer = {k: v for k, v in (("accelerator", args.accelerator), ("devices", args.devices),
@@ -30,10 +30,16 @@ def cmd_compare(args) -> int:
                                  ("precision", args.precision)) if v is not None}
     if trainer.get("devices", "auto") != "auto":
         trainer["devices"] = int(trainer["devices"])
-    if trainer:
-        overrides = merge(overrides, {"trainer": trainer})
-    if args.quiet:
-        overrides = merge(overrides, {"trainer": {"progress": False}})
+    if getattr(args, "quiet", False):
+        trainer["progress"] = False
+    return merge(overrides, {"trainer": trainer}) if trainer else overrides
+
+
+def cmd_compare(args) -> int:
+    from mirformer.experiments.compare import run_compare
+    from mirformer.experiments.config import resolve
+
+    overrides = _overrides(args)
     cfg = resolve(args.preset, overrides)
     if args.print_config:
         print(json.dumps(asdict(cfg), indent=2))
@@ -44,6 +50,34 @@ def cmd_compare(args) -> int:
     print(f"\nrun folder: {results['run_dir']}")
     if results["skipped"]:
         print(f"skipped {len(results['skipped'])} file(s): see report.md")
+    return 0
+
+
+def cmd_train_vqvae(args) -> int:
+    import hashlib
+    from dataclasses import replace
+
+    from mirformer import paths
+    from mirformer.datasets.registry import open_dataset
+    from mirformer.experiments.config import resolve
+    from mirformer.experiments.train_vqvae import VQVAETrainConfig, train_vqvae
+    from mirformer.representations.vqvae.model import JUKEBOX, SMALL
+
+    cfg = resolve(args.preset, _overrides(args))
+    ds = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, **cfg.data.options)
+    ds.prepare()
+    tracks = {s: [t for t in ds.tracks() if t.split == s] for s in ("train", "validation")}
+    arch = {"small": SMALL, "jukebox": JUKEBOX}[args.vqvae]
+    if args.sample_rate:
+        arch = replace(arch, sample_rate=args.sample_rate)
+    train_cfg = VQVAETrainConfig(vqvae=arch, epochs=args.epochs, crop_seconds=args.crop_seconds,
+                                 batch_size=args.batch_size)
+    dataset_id = f"{ds.name}-{hashlib.sha1(str(ds.root.resolve()).encode()).hexdigest()[:8]}"
+    key = hashlib.sha1(repr((dataset_id, train_cfg, cfg.seed)).encode()).hexdigest()[:8]
+    out = Path(args.out) if args.out else paths.runs_dir() / f"vqvae-{args.vqvae}-{key}"
+    ckpt = train_vqvae(tracks, train_cfg, out, dataset_id=dataset_id, trainer_cfg=cfg.trainer, seed=cfg.seed,
+                       workers=cfg.workers)
+    print(f"VQ-VAE checkpoint (official Jukebox layout): {ckpt}")
     return 0
 
 
@@ -142,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress output")
     _trainer_args(c)
     c.set_defaults(func=cmd_compare)
+
+    tv = sub.add_parser("train-vqvae", help="train a VQ-VAE with Jukebox's objective on a dataset's training split")
+    tv.add_argument("--preset", default="quickstart", help="dataset and trainer settings of this compare preset")
+    tv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the preset, e.g. data.root=DIR")
+    tv.add_argument("--vqvae", choices=("small", "jukebox"), default="small",
+                    help="small: one level, hop 128, 256 codes (minutes on a CPU); jukebox: OpenAI's architecture")
+    tv.add_argument("--sample-rate", type=int, help="audio rate of the VQ-VAE (default: the architecture's)")
+    tv.add_argument("--epochs", type=int, default=10)
+    tv.add_argument("--crop-seconds", type=float, default=1.0, help="training crop length (s)")
+    tv.add_argument("--batch-size", type=int, default=8)
+    tv.add_argument("--out", help="output folder (default: $MIRFORMER_HOME/runs/vqvae-<arch>-<hash>)")
+    _trainer_args(tv)
+    tv.set_defaults(func=cmd_train_vqvae)
 
     d = sub.add_parser("data", help="build the built-in music21-styles dataset and print class counts")
     d.add_argument("--preset", default="quickstart", help="quickstart (10 s clips) or full (30 s clips)")
