@@ -19,7 +19,7 @@ fi
 
 # Reinstall the package only when its declared dependencies changed.
 stamp=.venv/.mirformer-pyproject.sha1
-want=$(sha1sum pyproject.toml | cut -d' ' -f1)
+want=$(.venv/bin/python -c "import hashlib; print(hashlib.sha1(open('pyproject.toml', 'rb').read()).hexdigest())")
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import mirformer" 2>/dev/null; then
   echo "[setup] installing mirformer and its dependencies into .venv"
   "${PIP[@]}" -e ".[test]"
