@@ -22,6 +22,9 @@ class FrameStats(Representation):
     def config_dict(self):
         return {"hop": self.hop, "sample_rate": self.sample_rate}
 
+    def n_frames(self, n_samples):
+        return n_samples // self.hop
+
     def encode(self, y):
         n = len(y) // self.hop
         f = y[: n * self.hop].reshape(n, self.hop)

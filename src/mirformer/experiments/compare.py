@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from mirformer import __version__, paths
-from mirformer.atomic import write_json
+from mirformer.atomic import write_json, write_text
 from mirformer.datasets.base import Track
 from mirformer.datasets.registry import open_dataset
 from mirformer.errors import MirformerError
@@ -35,9 +35,13 @@ from mirformer.training.snippets import RandomSnippets, TiledSnippets
 
 
 def config_hash(cfg: CompareConfig) -> str:
-    """Hash of everything that changes results (not of how many devices or bars are used)."""
+    """Hash of everything that changes results: not progress bars, loader or render processes.
+
+    Precision, devices and strategy stay in: a bf16 or multi-GPU run never reuses fp32 results.
+    """
     d = asdict(cfg)
-    d.pop("trainer")
+    for key in ("progress", "num_workers", "log_every_n_steps"):
+        d["trainer"].pop(key)
     d.pop("workers")
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -175,7 +179,7 @@ class Comparison:
             splits[split] = classification_metrics(logits, targets, n_classes=len(self.classes), weights=self.weights)
             rows += [f"{split},{tid},{self.classes[t]},{self.classes[p]}"
                      for tid, t, p in zip(tiled.ids, tiled.targets, logits.argmax(-1).tolist())]
-        (stage / "predictions.csv").write_text("\n".join(rows) + "\n")
+        write_text(stage / "predictions.csv", "\n".join(rows) + "\n")
         return {"splits": splits}
 
     def baseline(self) -> dict:

@@ -46,9 +46,9 @@ class Representation(ABC):
     def encode(self, y: np.ndarray) -> np.ndarray:
         """Encode mono audio ``y`` [shape=(n,)] at ``sample_rate`` to [shape=(frames, dim)]."""
 
+    @abstractmethod
     def n_frames(self, n_samples: int) -> int:
-        """Frames ``encode`` returns for ``n_samples`` samples."""
-        return len(self.encode(np.zeros(n_samples, np.float32)))
+        """Frames ``encode`` returns for ``n_samples`` samples (computed, not by encoding)."""
 
 
 REPRESENTATIONS: dict[str, Callable[..., Representation]] = {}

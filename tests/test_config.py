@@ -1,0 +1,23 @@
+import pytest
+
+from mirformer.errors import ConfigError
+from mirformer.experiments.compare import config_hash
+from mirformer.experiments.config import resolve
+
+
+def test_run_folder_key_follows_results_not_display():
+    base = config_hash(resolve("quickstart"))
+    assert config_hash(resolve("quickstart", {"trainer": {"progress": False, "num_workers": 2}, "workers": 1})) == base
+    assert config_hash(resolve("quickstart", {"trainer": {"precision": "bf16-mixed"}})) != base
+    assert config_hash(resolve("quickstart", {"finetune": {"epochs": 3}})) != base
+
+
+def test_preset_diff_keeps_base_values_it_does_not_name():
+    cfg = resolve("quickstart", {"finetune": {"epochs": 3}})
+    assert cfg.finetune.epochs == 3 and cfg.finetune.optim.lr == 3e-4 and cfg.pretrain.epochs == 30
+
+
+@pytest.mark.parametrize("bad", [{"nope": 1}, {"encoder": {"d_modle": 3}}, {"pretrain": {"epochs": "many"}}])
+def test_bad_overrides_are_errors(bad):
+    with pytest.raises(ConfigError):
+        resolve("quickstart", bad)
