@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mirformer.cli import main
+from mirformer.experiments.config import SETUPS
 
 TINY_DATA = ('data.options={"preset": "quickstart", "config": {"clip_seconds": 3.0, "sample_rate": 16000, '
              '"max_scores_per_class": 4, "max_clips_per_score": 2, '
@@ -18,6 +19,9 @@ TINY_RUN = [
     "--set", "mask.block_frames=4",
     "--set", "pretrain.epochs=2", "--set", "finetune.epochs=2", "--set", "scratch.epochs=2",
     "--set", "workers=1",
+    # A tiny one-level VQ-VAE with hop 256: tokens at the mel frame rate, so windows of 48 both.
+    "--set", "tokenizer.train={vqvae: {sample_rate: 16000, downs_t: [8], width: 8, depth: 1, emb_width: 8, "
+             "l_bins: 32}, epochs: 1, crop_seconds: 0.5, crops_per_track: 1, batch_size: 4, bandwidth_seconds: 5}",
 ]
 
 
@@ -29,9 +33,18 @@ def test_compare_end_to_end_then_reuse(tmp_path, capsys):
     assert "| spectroformer-pretrained-finetuned |" in printed and "| mfcc-logreg |" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["classes"] == ["bach_chorale", "fiddle_tunes", "folk_china"]
-    assert set(results["setups"]) == {"spectroformer-pretrained-finetuned", "spectroformer-scratch", "mfcc-logreg"}
-    ft = results["setups"]["spectroformer-pretrained-finetuned"]
-    assert len(ft["history"]) == 2 and len(ft["pretrain_history"]) == 2
+    assert list(results["setups"]) == list(SETUPS)  # the thesis' six setups, then the baseline
+    for kind in ("spectroformer", "tokenformer", "codebookformer"):
+        ft = results["setups"][f"{kind}-pretrained-finetuned"]
+        assert ft["model"] == kind and len(ft["history"]) == 2 and len(ft["pretrain_history"]) == 2
+    tokenizer = results["tokenizer"]
+    assert tokenizer["source"] == "trained on the training split" and tokenizer["hop_length"] == 256
+    assert tokenizer["vocab_size"] == 32 and 1 <= tokenizer["codes_used"] <= 32 and tokenizer["window_frames"] == 48
+    assert 0.0 <= tokenizer["entropy_bits"] <= 5.0
+    assert results["representations"]["tokens"]["frames_per_second"] == results["representations"]["mel"][
+        "frames_per_second"] == 16000 / 256
+    report = (out / "report.md").read_text()
+    assert "## Tokenizer" in report and "codes used" in report
     for setup in results["setups"].values():
         test = setup["splits"]["test"]
         assert test["n"] == results["counts"]["test"] and 0.0 <= test["macro_f1"] <= 1.0
@@ -116,7 +129,7 @@ def test_probe_invariance_cli(tmp_path, write_tone, capsys):
 @pytest.mark.slow
 def test_train_vqvae_cli_then_extract_tokens(tmp_path, write_tone):
     out = tmp_path / "vq"
-    assert main(["train-vqvae", "--preset", "quickstart", "--set", TINY_DATA, "--set", "workers=1",
+    assert main(["train-vqvae", "--preset", "quickstart", "--set", TINY_DATA, "--set", "workers=1", "--vqvae", "small",
                  "--sample-rate", "16000", "--epochs", "2", "--crop-seconds", "0.5", "--batch-size", "4",
                  "--out", str(out), "--accelerator", "cpu"]) == 0
     history = json.loads((out / "history.json").read_text())

@@ -8,8 +8,9 @@ import soundfile as sf
 import torch
 
 from mirformer.datasets.base import Track
+from mirformer.errors import ConfigError
 from mirformer.experiments.train_vqvae import VQVAETrainConfig, train_vqvae
-from mirformer.representations.vq import VQTokens
+from mirformer.representations.vq import VQTokens, codebook_usage
 from mirformer.representations.vqvae.model import VQVAEConfig
 from mirformer.training.fit import TrainerConfig
 
@@ -44,6 +45,9 @@ def test_tiny_vqvae_trains_saves_and_tokenizes(tmp_path, tracks):
     ids = tok.encode(y)
     assert ids.shape == (4000 // 8,) and ids.dtype == np.int16 and ids.max() < 16
     assert tok.vectors(ids.astype(np.int64)).shape == (500, 8)
+    assert VQTokens(ckpt, level=None).level == 0  # None: the top level
+    with pytest.raises(ConfigError, match="levels 0..0"):
+        VQTokens(ckpt, level=1)
     # Reused when done.
     assert train_vqvae(tracks, cfg, tmp_path / "vq", dataset_id="toy", trainer_cfg=TRAINER) == ckpt
 
@@ -60,3 +64,20 @@ def test_resume_rebuilds_codebook_statistics(tmp_path, tracks):
     # One more epoch of EMA updates moves the codebook a little; a lost codebook (re-initialised
     # from a batch) would move it completely.
     assert (resumed - book).norm() < 0.5 * book.norm()
+
+
+def test_codebook_usage_counts_and_entropy():
+    u = codebook_usage(np.array([[0, 0], [1, 3]], np.int16), vocab_size=8)
+    assert u["codes_used"] == 3 and u["usage"] == 3 / 8 and u["n_tokens"] == 4
+    assert u["entropy_bits"] == pytest.approx(1.5)  # p = (1/2, 1/4, 1/4)
+    assert u["perplexity"] == pytest.approx(2**1.5)
+    assert codebook_usage(np.arange(16), vocab_size=16)["entropy_bits"] == pytest.approx(4.0)
+
+
+def test_same_seed_same_vqvae(tmp_path, tracks):
+    cfg = VQVAETrainConfig(vqvae=TINY, crop_seconds=0.25, crops_per_track=1, batch_size=4, epochs=1, warmup=5)
+    weights = []
+    for run in ("a", "b"):
+        train_vqvae(tracks, cfg, tmp_path / run, dataset_id="toy", trainer_cfg=TRAINER, seed=3)
+        weights.append(torch.load(tmp_path / run / "vqvae.pth.tar", weights_only=True)["model"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

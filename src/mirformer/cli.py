@@ -54,28 +54,28 @@ def cmd_compare(args) -> int:
 
 
 def cmd_train_vqvae(args) -> int:
-    import hashlib
     from dataclasses import replace
 
-    from mirformer import paths
     from mirformer.datasets.registry import open_dataset
     from mirformer.experiments.config import resolve
-    from mirformer.experiments.train_vqvae import VQVAETrainConfig, train_vqvae
+    from mirformer.experiments.train_vqvae import train_vqvae, vqvae_run_dir
     from mirformer.representations.vqvae.model import JUKEBOX, SMALL
 
     cfg = resolve(args.preset, _overrides(args))
+    train_cfg = cfg.tokenizer.train
+    if args.vqvae:
+        train_cfg = replace(train_cfg, vqvae={"small": SMALL, "jukebox": JUKEBOX}[args.vqvae])
+    if args.sample_rate:
+        train_cfg = replace(train_cfg, vqvae=replace(train_cfg.vqvae, sample_rate=args.sample_rate))
+    for key in ("epochs", "crop_seconds", "batch_size"):
+        if getattr(args, key) is not None:
+            train_cfg = replace(train_cfg, **{key: getattr(args, key)})
     ds = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, **cfg.data.options)
     ds.prepare()
     tracks = {s: [t for t in ds.tracks() if t.split == s] for s in ("train", "validation")}
-    arch = {"small": SMALL, "jukebox": JUKEBOX}[args.vqvae]
-    if args.sample_rate:
-        arch = replace(arch, sample_rate=args.sample_rate)
-    train_cfg = VQVAETrainConfig(vqvae=arch, epochs=args.epochs, crop_seconds=args.crop_seconds,
-                                 batch_size=args.batch_size)
-    dataset_id = f"{ds.name}-{hashlib.sha1(str(ds.root.resolve()).encode()).hexdigest()[:8]}"
-    key = hashlib.sha1(repr((dataset_id, train_cfg, cfg.seed)).encode()).hexdigest()[:8]
-    out = Path(args.out) if args.out else paths.runs_dir() / f"vqvae-{args.vqvae}-{key}"
-    ckpt = train_vqvae(tracks, train_cfg, out, dataset_id=dataset_id, trainer_cfg=cfg.trainer, seed=cfg.seed,
+    # The default folder is the one `mirformer compare` looks in, so a comparison reuses this VQ-VAE.
+    out = Path(args.out) if args.out else vqvae_run_dir(ds.identity, train_cfg, seed=cfg.seed, trainer_cfg=cfg.trainer)
+    ckpt = train_vqvae(tracks, train_cfg, out, dataset_id=ds.identity, trainer_cfg=cfg.trainer, seed=cfg.seed,
                        workers=cfg.workers)
     print(f"VQ-VAE checkpoint (official Jukebox layout): {ckpt}")
     return 0
@@ -178,15 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     tv = sub.add_parser("train-vqvae", help="train a VQ-VAE with Jukebox's objective on a dataset's training split")
-    tv.add_argument("--preset", default="quickstart", help="dataset and trainer settings of this compare preset")
-    tv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the preset, e.g. data.root=DIR")
-    tv.add_argument("--vqvae", choices=("small", "jukebox"), default="small",
-                    help="small: one level, hop 128, 256 codes (minutes on a CPU); jukebox: OpenAI's architecture")
+    tv.add_argument("--preset", default="quickstart",
+                    help="dataset, trainer and tokenizer.train settings of this compare preset")
+    tv.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override the preset, e.g. data.root=DIR or tokenizer.train.epochs=20")
+    tv.add_argument("--vqvae", choices=("small", "jukebox"),
+                    help="architecture instead of the preset's: small (one level, hop 128, 256 codes; minutes on "
+                         "a CPU) or jukebox (OpenAI's)")
     tv.add_argument("--sample-rate", type=int, help="audio rate of the VQ-VAE (default: the architecture's)")
-    tv.add_argument("--epochs", type=int, default=10)
-    tv.add_argument("--crop-seconds", type=float, default=1.0, help="training crop length (s)")
-    tv.add_argument("--batch-size", type=int, default=8)
-    tv.add_argument("--out", help="output folder (default: $MIRFORMER_HOME/runs/vqvae-<arch>-<hash>)")
+    tv.add_argument("--epochs", type=int)
+    tv.add_argument("--crop-seconds", type=float, help="training crop length (s)")
+    tv.add_argument("--batch-size", type=int)
+    tv.add_argument("--out", help="output folder (default: the one `mirformer compare` with this preset uses, "
+                                  "$MIRFORMER_HOME/runs/vqvae/<dataset>-<hash>)")
     _trainer_args(tv)
     tv.set_defaults(func=cmd_train_vqvae)
 

@@ -5,6 +5,7 @@ A dataset knows files, labels and splits; it knows nothing of representations.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,6 +56,11 @@ class Dataset(ABC):
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    @property
+    def identity(self) -> str:
+        """Name plus a hash of the resolved root: two copies of a dataset never share features."""
+        return f"{self.name}-{hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:8]}"
 
     def prepare(self) -> None:
         """Make the dataset available under ``root`` (no-op unless it can be built here)."""

@@ -1,4 +1,8 @@
-"""The comparison runner: dataset -> features -> SpectroFormer setups + MFCC baseline -> report.
+"""The comparison runner: dataset -> log-mel and VQ tokens -> the Former setups + MFCC baseline -> report.
+
+SpectroFormer reads normalised log-mel frames; TokenFormer and CodebookFormer read the token ids
+of one VQ tokenizer (a given checkpoint, or a VQ-VAE first trained on the training split). All
+setups see the same tracks: a file unusable in any representation is skipped for every setup.
 
 Each stage writes its result into its own folder of the run directory when it finishes, so a
 rerun skips finished stages and resumes an interrupted one from its last checkpoint.
@@ -10,7 +14,7 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +25,16 @@ from mirformer import __version__, paths
 from mirformer.atomic import write_json, write_text
 from mirformer.datasets.base import Track
 from mirformer.datasets.registry import open_dataset
-from mirformer.errors import MirformerError
-from mirformer.experiments.config import CompareConfig
+from mirformer.errors import ConfigError, MirformerError
+from mirformer.experiments.config import MODEL_KINDS, CompareConfig
+from mirformer.experiments.train_vqvae import train_vqvae, vqvae_run_dir
 from mirformer.models.former import Former, load_former
 from mirformer.objectives.spectro_masking import SpectroObjective
+from mirformer.objectives.token_masking import TokenObjective
+from mirformer.representations.base import Representation
 from mirformer.representations.mel import LogMel
 from mirformer.representations.store import FeatureStore
+from mirformer.representations.vq import VQTokens, codebook_usage
 from mirformer.tasks import class_weights, classification_metrics
 from mirformer.training.evaluate import predict_clips
 from mirformer.training.fit import fit_stage, load_module_weights
@@ -53,6 +61,21 @@ def versions() -> dict:
             "lightning": lightning.__version__, "numpy": np.__version__, "platform": platform.platform()}
 
 
+# Which input each model kind reads.
+INPUT_OF = {"spectroformer": "mel", "tokenformer": "tokens", "codebookformer": "tokens"}
+
+
+@dataclass
+class Inputs:
+    """One input representation: its feature store, window length and (for features) normalisation."""
+
+    rep: Representation
+    store: FeatureStore
+    length: int  # frames per model input window
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+
 class Comparison:
     """State shared by the stages of one comparison run."""
 
@@ -68,6 +91,9 @@ class Comparison:
             print(f"[mirformer] {msg}", flush=True)
 
     # ---- data --------------------------------------------------------------------------
+    def uses(self, kind: str) -> bool:
+        return any(setup.startswith(f"{kind}-") for setup in self.cfg.setups)
+
     def prepare_data(self) -> None:
         cfg = self.cfg
         self.dataset = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, progress=self.progress,
@@ -76,37 +102,78 @@ class Comparison:
         tracks = self.dataset.tracks()
         self.classes = self.dataset.classes()
         self.label_index = {c: i for i, c in enumerate(self.classes)}
-        self.rep = LogMel(cfg.mel)
-        # The dataset's identity includes its root: two copies of a dataset never share features.
-        root_hash = hashlib.sha1(str(self.dataset.root.resolve()).encode()).hexdigest()[:8]
-        self.store = FeatureStore(paths.features_dir(), f"{self.dataset.name}-{root_hash}", self.rep)
-        min_seconds = cfg.snippet_frames / self.rep.frames_per_second / 4  # a quarter window at least
-        self.log(f"features: {self.store.dir}")
-        failed = self.store.extract(tracks, workers=cfg.workers, min_seconds=min_seconds, progress=self.progress)
-        self.skipped.update(failed)
-        self.tracks = {s: [t for t in tracks if t.split == s and t.id not in failed]
+        mel = LogMel(cfg.mel)
+        self.inputs = {"mel": Inputs(mel, FeatureStore(paths.features_dir(), self.dataset.identity, mel),
+                                     cfg.snippet_frames)}
+        self.tokenizer: dict | None = None
+        if self.uses("tokenformer") or self.uses("codebookformer"):
+            self.inputs["tokens"] = self.prepare_tokenizer(tracks)
+        for name, inp in self.inputs.items():
+            self.check_length(name, inp.length)
+            self.log(f"{name} features: {inp.store.dir}")
+            # A clip must fill a quarter window at least.
+            min_seconds = inp.length / inp.rep.frames_per_second / 4
+            self.skipped.update(inp.store.extract(tracks, workers=cfg.workers, min_seconds=min_seconds,
+                                                  progress=self.progress))
+        self.tracks = {s: [t for t in tracks if t.split == s and t.id not in self.skipped]
                        for s in ("train", "validation", "test")}
         for split, ts in self.tracks.items():
             if not ts:
                 raise MirformerError(f"no usable tracks in the {split} split of {self.dataset.name} at "
-                                     f"{self.dataset.root} ({len(failed)} skipped as unreadable or too short)")
-        self.mean, self.std = self.store.normalisation([t.id for t in self.tracks["train"]])
-        y_train = [self.label_index[t.label] for t in self.tracks["train"]]
-        self.weights = class_weights(y_train, len(self.classes))
+                                     f"{self.dataset.root} ({len(self.skipped)} skipped as unreadable or too short)")
+        train_ids = [t.id for t in self.tracks["train"]]
+        mel_inputs = self.inputs["mel"]
+        mel_inputs.mean, mel_inputs.std = mel_inputs.store.normalisation(train_ids)
+        if self.tokenizer is not None:
+            tokens = self.inputs["tokens"]
+            train_tokens = np.concatenate([np.asarray(tokens.store.get(i)) for i in train_ids])
+            self.tokenizer.update(codebook_usage(train_tokens, tokens.rep.vocab_size))
+            self.log(f"tokenizer: {self.tokenizer['codes_used']}/{tokens.rep.vocab_size} codes used on the training "
+                     f"split, entropy {self.tokenizer['entropy_bits']:.2f} bits")
+        self.weights = class_weights(self.targets(self.tracks["train"]), len(self.classes))
+
+    def prepare_tokenizer(self, tracks: list[Track]) -> Inputs:
+        """The VQ tokenizer's inputs: the given checkpoint, or a VQ-VAE trained on the training split."""
+        cfg, tc = self.cfg, self.cfg.tokenizer
+        if tc.checkpoint:
+            checkpoint = Path(tc.checkpoint).expanduser()
+            if not checkpoint.is_file():
+                raise ConfigError(f"tokenizer.checkpoint {checkpoint}: no such file")
+            source = "checkpoint"
+        else:
+            out = vqvae_run_dir(self.dataset.identity, tc.train, seed=cfg.seed, trainer_cfg=cfg.trainer)
+            self.log(f"tokenizer: training a VQ-VAE on the training split in {out}")
+            by_split = {s: [t for t in tracks if t.split == s] for s in ("train", "validation")}
+            checkpoint = train_vqvae(by_split, tc.train, out, dataset_id=self.dataset.identity, trainer_cfg=cfg.trainer,
+                                     seed=cfg.seed, workers=cfg.workers, progress=self.progress)
+            source = "trained on the training split"
+        rep = VQTokens(checkpoint, level=tc.level, trust_pickle=tc.trust_checkpoint)
+        mel = self.inputs["mel"].rep
+        length = cfg.token_snippet_frames or round(cfg.snippet_frames * rep.frames_per_second / mel.frames_per_second)
+        vq = rep.model.config
+        self.tokenizer = {"source": source, "checkpoint": str(checkpoint), "sha1": rep.sha1, "level": rep.level,
+                          "levels": vq.levels, "sample_rate": rep.sample_rate, "hop_length": rep.hop_length,
+                          "vocab_size": rep.vocab_size, "emb_width": vq.emb_width, "window_frames": length}
+        return Inputs(rep, FeatureStore(paths.features_dir(), self.dataset.identity, rep), length)
+
+    def check_length(self, name: str, length: int) -> None:
+        if length > self.cfg.encoder.max_len:
+            raise ConfigError(f"{name} windows of {length} frames exceed encoder.max_len={self.cfg.encoder.max_len}; "
+                              "raise encoder.max_len or shorten the window (snippet_frames / token_snippet_frames)")
 
     def targets(self, tracks: list[Track]) -> list[int]:
         return [self.label_index[t.label] for t in tracks]
 
-    def random_snippets(self, split: str, copies: int) -> ConcatDataset:
-        ts = self.tracks[split]
-        one = RandomSnippets(self.store, [t.id for t in ts], self.targets(ts), length=self.cfg.snippet_frames,
-                             mean=self.mean, std=self.std)
+    def random_snippets(self, split: str, copies: int, kind: str) -> ConcatDataset:
+        ts, inp = self.tracks[split], self.inputs[INPUT_OF[kind]]
+        one = RandomSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=inp.length, mean=inp.mean,
+                             std=inp.std)
         return ConcatDataset([one] * copies)
 
-    def tiled(self, split: str) -> TiledSnippets:
-        ts = self.tracks[split]
-        return TiledSnippets(self.store, [t.id for t in ts], self.targets(ts), length=self.cfg.snippet_frames,
-                             mean=self.mean, std=self.std)
+    def tiled(self, split: str, kind: str) -> TiledSnippets:
+        ts, inp = self.tracks[split], self.inputs[INPUT_OF[kind]]
+        return TiledSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=inp.length, mean=inp.mean,
+                             std=inp.std)
 
     def loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = self.cfg.trainer.num_workers
@@ -114,26 +181,42 @@ class Comparison:
                           num_workers=workers, persistent_workers=workers > 0)
 
     # ---- stages ------------------------------------------------------------------------
-    def new_model(self, n_classes: int) -> Former:
+    def new_model(self, kind: str, n_classes: int) -> Former:
         torch.manual_seed(self.cfg.seed)
-        return Former(kind="spectroformer", encoder=self.cfg.encoder, input_dim=self.rep.dim, n_classes=n_classes)
+        rep = self.inputs[INPUT_OF[kind]].rep
+        if kind == "spectroformer":
+            return Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.dim, n_classes=n_classes)
+        codebook = rep.codebook()
+        model = Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.vocab_size, n_classes=n_classes,
+                       codebook_dim=codebook.shape[1])
+        if kind == "codebookformer":
+            model.frontend.set_codebook(codebook)
+        return model
 
-    def pretrain(self) -> Path:
-        """Masked pretraining; returns the saved encoder (reused when present)."""
-        stage = self.run_dir / "spectroformer-pretrain"
+    def objective(self, kind: str):
+        if kind == "spectroformer":
+            return SpectroObjective(self.cfg.mask)
+        return TokenObjective(self.cfg.token_mask, vocab_size=self.inputs["tokens"].rep.vocab_size)
+
+    def pretrain(self, kind: str) -> Path:
+        """Masked pretraining of ``kind``; returns the saved encoder (reused when present)."""
+        stage = self.run_dir / f"{kind}-pretrain"
         encoder_path = stage / "encoder.pt"
         if encoder_path.exists():
-            self.log(f"pretraining: reusing {encoder_path}")
+            self.log(f"{kind} pretraining: reusing {encoder_path}")
             return encoder_path
         cfg = self.cfg
-        self.log("pretraining SpectroFormer (masked frame and channel blocks, Huber loss)")
-        module = PretrainModule(self.new_model(0), objective=SpectroObjective(cfg.mask), optim=cfg.pretrain.optim,
+        what = "masked frame and channel blocks, Huber loss" if kind == "spectroformer" else \
+            "masked tokens, cross-entropy"
+        self.log(f"pretraining {kind} ({what})")
+        module = PretrainModule(self.new_model(kind, 0), objective=self.objective(kind), optim=cfg.pretrain.optim,
                                 seed=cfg.seed)
         t0 = time.time()
         history, best = fit_stage(
             module,
-            self.loader(self.random_snippets("train", cfg.pretrain.snippets_per_track), cfg.pretrain.batch_size, True),
-            self.loader(self.tiled("validation"), cfg.eval_batch_size, False),
+            self.loader(self.random_snippets("train", cfg.pretrain.snippets_per_track, kind), cfg.pretrain.batch_size,
+                        True),
+            self.loader(self.tiled("validation", kind), cfg.eval_batch_size, False),
             stage_dir=stage, epochs=cfg.pretrain.epochs, monitor="val/loss", mode="min",
             trainer_cfg=cfg.trainer, seed=cfg.seed)
         load_module_weights(module, best)
@@ -141,7 +224,7 @@ class Comparison:
         module.model.save(encoder_path)
         return encoder_path
 
-    def classify(self, name: str, stage_cfg, model: Former) -> dict:
+    def classify(self, name: str, kind: str, stage_cfg, model: Former) -> dict:
         """Train a classifier stage (or reuse its result) and evaluate it on every split."""
         stage = self.run_dir / name
         done = stage / "result.json"
@@ -150,29 +233,29 @@ class Comparison:
             return json.loads(done.read_text())
         cfg = self.cfg
         self.log(f"training {name}")
-        val = self.tiled("validation")
+        val = self.tiled("validation", kind)
         module = ClassifierModule(model, class_weights=self.weights, optim=stage_cfg.optim,
                                   n_val_tracks=len(val.ids), val_targets=torch.tensor(val.targets))
         t0 = time.time()
         history, best = fit_stage(
             module,
-            self.loader(self.random_snippets("train", stage_cfg.snippets_per_track), stage_cfg.batch_size, True),
+            self.loader(self.random_snippets("train", stage_cfg.snippets_per_track, kind), stage_cfg.batch_size, True),
             self.loader(val, cfg.eval_batch_size, False),
             stage_dir=stage, epochs=stage_cfg.epochs, monitor="val/macro_f1", mode="max",
             trainer_cfg=cfg.trainer, seed=cfg.seed)
         load_module_weights(module, best)
-        result = {"name": name, "model": "spectroformer", "pretrained": "pretrained" in name,
+        result = {"name": name, "model": kind, "input": INPUT_OF[kind], "pretrained": "pretrained" in name,
                   "checkpoint": str(best), "history": history, "seconds": time.time() - t0}
-        result.update(self.evaluate(module.model, stage))
+        result.update(self.evaluate(module.model, stage, kind))
         write_json(done, result)
         return result
 
-    def evaluate(self, model: Former, stage: Path) -> dict:
+    def evaluate(self, model: Former, stage: Path, kind: str) -> dict:
         """Clip-level metrics on every split; predictions saved as CSV beside them."""
         device = "cuda" if self.cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
         splits, rows = {}, ["split,track_id,label,predicted"]
         for split in ("train", "validation", "test"):
-            tiled = self.tiled(split)
+            tiled = self.tiled(split, kind)
             logits = predict_clips(model, tiled, batch_size=self.cfg.eval_batch_size,
                                    precision=self.cfg.trainer.precision, device=device)
             targets = torch.tensor(tiled.targets)
@@ -192,7 +275,7 @@ class Comparison:
         self.log("classical baseline: MFCC statistics + logistic regression")
         t0 = time.time()
         tracks = [t for ts in self.tracks.values() for t in ts]
-        result = run_mfcc_baseline(tracks, classes=self.classes, sample_rate=self.rep.sample_rate,
+        result = run_mfcc_baseline(tracks, classes=self.classes, sample_rate=self.inputs["mel"].rep.sample_rate,
                                    max_seconds=self.cfg.baseline_seconds, seed=self.cfg.seed,
                                    workers=self.cfg.workers, progress=self.progress)
         result["seconds"] = time.time() - t0
@@ -209,15 +292,17 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
     write_json(cmp.run_dir / "config.json", {"config": asdict(cfg), "seed": cfg.seed, "versions": versions()})
     cmp.prepare_data()
     setups: dict[str, dict] = {}
-    if "spectroformer-pretrained-finetuned" in cfg.setups:
-        model = load_former(cmp.pretrain(), n_classes=len(cmp.classes))
-        pre = json.loads((cmp.run_dir / "spectroformer-pretrain" / "history.json").read_text())
-        setups["spectroformer-pretrained-finetuned"] = cmp.classify("spectroformer-pretrained-finetuned",
-                                                                    cfg.finetune, model)
-        setups["spectroformer-pretrained-finetuned"]["pretrain_history"] = pre["history"]
-    if "spectroformer-scratch" in cfg.setups:
-        setups["spectroformer-scratch"] = cmp.classify("spectroformer-scratch", cfg.scratch,
-                                                       cmp.new_model(len(cmp.classes)))
+    n_classes = len(cmp.classes)
+    for kind in MODEL_KINDS:
+        name = f"{kind}-pretrained-finetuned"
+        if name in cfg.setups:
+            model = load_former(cmp.pretrain(kind), n_classes=n_classes)
+            pre = json.loads((cmp.run_dir / f"{kind}-pretrain" / "history.json").read_text())
+            setups[name] = cmp.classify(name, kind, cfg.finetune, model)
+            setups[name]["pretrain_history"] = pre["history"]
+        name = f"{kind}-scratch"
+        if name in cfg.setups:
+            setups[name] = cmp.classify(name, kind, cfg.scratch, cmp.new_model(kind, n_classes))
     if "mfcc-logreg" in cfg.setups:
         setups["mfcc-logreg"] = cmp.baseline()
     results = {
@@ -226,7 +311,10 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
         "dataset_root": str(cmp.dataset.root),
         "classes": cmp.classes,
         "counts": {s: len(ts) for s, ts in cmp.tracks.items()},
-        "representation": {"name": cmp.rep.name, **cmp.rep.config_dict()},
+        "representations": {name: {"name": inp.rep.name, "window_frames": inp.length,
+                                   "frames_per_second": inp.rep.frames_per_second, **inp.rep.config_dict()}
+                            for name, inp in cmp.inputs.items()},
+        "tokenizer": cmp.tokenizer,
         "skipped": cmp.skipped,
         "setups": setups,
         "seconds": time.time() - t0,

@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from mirformer.config import from_dict, merge, to_dict
 from mirformer.errors import ConfigError
 from mirformer.models.encoder import EncoderConfig
+from mirformer.experiments.train_vqvae import VQVAETrainConfig
 from mirformer.objectives.spectro_masking import SpectroMaskConfig
+from mirformer.objectives.token_masking import TokenMaskConfig
 from mirformer.representations.mel import MelConfig
+from mirformer.representations.vqvae.model import SMALL
 from mirformer.training.fit import TrainerConfig
 from mirformer.training.modules import OptimConfig
 
@@ -28,7 +31,25 @@ class StageConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
-SETUPS = ("spectroformer-pretrained-finetuned", "spectroformer-scratch", "mfcc-logreg")
+@dataclass
+class TokenizerConfig:
+    """The VQ tokenizer of TokenFormer and CodebookFormer.
+
+    With ``checkpoint`` set (OpenAI's ``vqvae.pth.tar``, or any file in its layout), its
+    ``level`` is used as is; without, a VQ-VAE with architecture ``train.vqvae`` is first trained
+    on the dataset's training split (tokens from a VQ-VAE trained on that dataset).
+    """
+
+    checkpoint: str | None = None
+    level: int | None = None  # None: the top level (Jukebox: 2, hop 128 at 44.1 kHz)
+    trust_checkpoint: bool = False  # allow a checkpoint that only loads as a full pickle
+    train: VQVAETrainConfig = field(default_factory=VQVAETrainConfig)
+
+
+MODEL_KINDS = ("spectroformer", "tokenformer", "codebookformer")
+# The thesis' Table 6: each model pretrained + fine-tuned and trained from scratch; then the baseline.
+SETUPS = tuple(f"{kind}-{mode}" for kind in MODEL_KINDS for mode in ("pretrained-finetuned", "scratch")) + (
+    "mfcc-logreg",)
 
 
 @dataclass
@@ -40,6 +61,11 @@ class CompareConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     snippet_frames: int = 1344  # model input length in frames (3.9 s at 44.1 kHz, hop 128)
     mask: SpectroMaskConfig = field(default_factory=SpectroMaskConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    # Token window length; None: the seconds of ``snippet_frames`` mel frames (the thesis: both
+    # 1344, as mel hop 128 and Jukebox's top-level hop 128 at 44.1 kHz give the same rate).
+    token_snippet_frames: int | None = None
+    token_mask: TokenMaskConfig = field(default_factory=TokenMaskConfig)
     pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, optim=OptimConfig(warmup=8000)))
     finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, batch_size=32,
                                                                       optim=OptimConfig(lr=5e-5)))
@@ -56,6 +82,9 @@ class CompareConfig:
             raise ConfigError(f"unknown setup(s) {unknown}; known: {list(SETUPS)}")
 
 
+# mirformer's small VQ-VAE (one level, 256 codes of width 32) with 9 stride-2 stages: hop 512 at 22.05 kHz.
+SMALL_HOP512 = {**SMALL.to_dict(), "downs_t": [9]}
+
 PRESETS: dict[str, dict] = {
     # Minutes on a 2-core laptop: 10 s clips, 22.05 kHz / hop 512 log-mel, a small encoder.
     "quickstart": {
@@ -65,10 +94,14 @@ PRESETS: dict[str, dict] = {
         "encoder": {"d_model": 128, "n_layers": 3, "n_heads": 4, "d_ff": 512, "dropout": 0.1, "max_len": 1024},
         "snippet_frames": 128,
         "mask": {"block_frames": 5},
-        "pretrain": {"epochs": 30, "batch_size": 32, "snippets_per_track": 2,
+        # A one-level VQ-VAE with hop 512, so tokens and mel frames share the 43 Hz rate, as the
+        # thesis' mel hop and Jukebox's top-level hop (both 128 at 44.1 kHz) do.
+        "tokenizer": {"train": {"vqvae": SMALL_HOP512, "epochs": 4, "crop_seconds": 1.0, "crops_per_track": 2,
+                                "batch_size": 8, "lr": 1e-3}},
+        "pretrain": {"epochs": 20, "batch_size": 32, "snippets_per_track": 2,
                      "optim": {"warmup": 200, "lr_scale": 0.5}},
-        "finetune": {"epochs": 25, "batch_size": 16, "snippets_per_track": 2, "optim": {"lr": 3e-4}},
-        "scratch": {"epochs": 25, "batch_size": 16, "snippets_per_track": 2,
+        "finetune": {"epochs": 20, "batch_size": 16, "snippets_per_track": 2, "optim": {"lr": 3e-4}},
+        "scratch": {"epochs": 20, "batch_size": 16, "snippets_per_track": 2,
                     "optim": {"warmup": 200, "lr_scale": 0.5}},
         "baseline_seconds": None,
     },
@@ -80,6 +113,8 @@ PRESETS: dict[str, dict] = {
         "encoder": {"d_model": 256, "n_layers": 4, "n_heads": 4, "d_ff": 1024, "max_len": 2048},
         "snippet_frames": 256,
         "mask": {"block_frames": 5},
+        "tokenizer": {"train": {"vqvae": SMALL_HOP512, "epochs": 20, "crop_seconds": 1.0, "crops_per_track": 4,
+                                "batch_size": 8, "lr": 1e-3}},
         "pretrain": {"epochs": 20, "batch_size": 32, "snippets_per_track": 2,
                      "optim": {"warmup": 1000, "lr_scale": 0.3}},
         "finetune": {"epochs": 20, "batch_size": 16, "optim": {"lr": 1e-4}},

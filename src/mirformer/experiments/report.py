@@ -228,6 +228,28 @@ def _skipped_lines(results: dict) -> list[str]:
     return lines
 
 
+def _tokenizer_lines(tokenizer: dict) -> list[str]:
+    """The VQ tokenizer behind TokenFormer and CodebookFormer: where it came from and how it uses its codes."""
+    t = tokenizer
+    rate = t["sample_rate"] / t["hop_length"]
+    lines = [
+        f"TokenFormer and CodebookFormer read level {t['level']} of a VQ-VAE {t['source']} "
+        f"(`{t['checkpoint']}`, SHA-1 `{t['sha1'][:12]}`): {t['levels']} level(s), {t['vocab_size']} codes of width "
+        f"{t['emb_width']}, hop {t['hop_length']} at {t['sample_rate']} Hz ({rate:.1f} tokens/s), "
+        f"windows of {t['window_frames']} tokens.",
+        "",
+    ]
+    if "codes_used" in t:
+        max_bits = math.log2(t["vocab_size"])
+        lines += [
+            f"On the training split ({t['n_tokens']:,} tokens): {t['codes_used']} of {t['vocab_size']} codes used "
+            f"({100 * t['usage']:.0f}%), entropy {t['entropy_bits']:.2f} bits of a possible {max_bits:.2f} "
+            f"(perplexity {t['perplexity']:.1f}).",
+            "",
+        ]
+    return lines
+
+
 def write_report(results: dict, out_dir: str | Path) -> str:
     """Write ``report.md``, ``confusion_<setup>.png`` (test split) and ``curves.png``.
 
@@ -235,7 +257,9 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     ----------
     results : dict
         ``{"dataset": str, "classes": [...], "setups": {name: setup}}`` and optionally
-        ``"skipped"`` (track id -> reason, files no setup used); other keys are ignored.
+        ``"skipped"`` (track id -> reason, files no setup used) and ``"tokenizer"`` (the VQ
+        tokenizer's source, shape and codebook usage, as ``run_compare`` saves it); other keys
+        are ignored.
         A setup without a test confusion gets no confusion figure; ``curves.png`` is written
         only if some setup has a per-epoch history.
     out_dir : str or Path
@@ -258,6 +282,8 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     md = [f"# Results: {dataset}", ""]
     md += [f"Dataset `{dataset}`, {len(classes)} classes: {', '.join(classes)}.", ""]
     md += ["## Scores", "", table]
+    if results.get("tokenizer"):
+        md += ["## Tokenizer", "", *_tokenizer_lines(results["tokenizer"])]
     if any(s.get("history") or s.get("pretrain_history") for s in setups.values()):
         plot_curves(results, out / "curves.png")
         md += ["## Training curves", "", "![training curves](curves.png)", ""]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from mirformer import paths
@@ -33,6 +36,15 @@ class VQVAETrainConfig:
     bandwidth_seconds: float = 600.0  # training audio measured for the loss normalisation (Jukebox: 600 s)
 
 
+def vqvae_run_dir(dataset_id: str, cfg: VQVAETrainConfig, *, seed: int, trainer_cfg: TrainerConfig) -> Path:
+    """The folder of the VQ-VAE trained on ``dataset_id`` with ``cfg``: every comparison (and
+    ``mirformer train-vqvae``) with the same settings shares it instead of training again."""
+    blob = json.dumps({"dataset": dataset_id, "config": asdict(cfg), "seed": seed,
+                       "precision": trainer_cfg.precision, "devices": trainer_cfg.devices,
+                       "strategy": trainer_cfg.strategy}, sort_keys=True, default=str)
+    return paths.runs_dir() / "vqvae" / f"{dataset_id}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
 def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: Path, *, dataset_id: str,
                 trainer_cfg: TrainerConfig, seed: int = 0, workers: int = 1, progress: bool = True) -> Path:
     """Train on ``tracks["train"]`` (validate on ``tracks["validation"]``); return the checkpoint path.
@@ -56,6 +68,7 @@ def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: 
     train = ConcatDataset([RandomSnippets(store, train_ids, None, length=crop)] * cfg.crops_per_track)
     # Validation: a few whole crops per clip (tiled), the same every epoch.
     val = TiledSnippets(store, val_ids, None, length=crop)
+    torch.manual_seed(seed)  # the initial weights: the same VQ-VAE from the same seed
     module = VQVAEModule(VQVAE(vq), bandwidth=bandwidth, samples_per_step=cfg.batch_size * crop, lr=cfg.lr,
                          warmup=cfg.warmup)
     history, best = fit_stage(module, DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True),

@@ -52,6 +52,10 @@ class CodebookProjection(nn.Module):
     ``codebook`` holds the tokenizer's (vocab, E) vectors plus a zero row for the MASK id, so a
     masked position enters as a zero vector. It is a frozen buffer saved with the model, so a
     checkpoint carries the codebook it was trained with; fill it with ``set_codebook``.
+
+    The vectors are standardised per dimension over the codebook, as the mel frames are over the
+    training split: the projection sees unit-variance inputs whatever the tokenizer's scale, and
+    a masked position's zero vector is the mean code.
     """
 
     def __init__(self, vocab_size: int, d_model: int, codebook_dim: int = 64):
@@ -63,7 +67,9 @@ class CodebookProjection(nn.Module):
     def set_codebook(self, vectors: torch.Tensor) -> None:
         assert vectors.shape == (self.codebook.shape[0] - 1, self.codebook.shape[1]), \
             f"codebook {tuple(vectors.shape)} != (vocab, dim) {(self.codebook.shape[0] - 1, self.codebook.shape[1])}"
-        self.codebook[:-1] = vectors.to(self.codebook)
+        vectors = vectors.to(self.codebook)
+        std = vectors.std(0, keepdim=True).clamp_min(1e-5)
+        self.codebook[:-1] = (vectors - vectors.mean(0, keepdim=True)) / std
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.proj(self.codebook[ids])

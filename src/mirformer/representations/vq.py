@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mirformer.errors import ConfigError
 from mirformer.representations.base import Representation, register_representation
 
 VQ_VERSION = "1"
@@ -35,8 +36,8 @@ class VQTokens(Representation):
     ----------
     checkpoint : str or Path
         VQ-VAE checkpoint (official Jukebox layout).
-    level : int
-        Level to encode (Jukebox: 2 = top, hop 128).
+    level : int or None
+        Level to encode (Jukebox: 2 = top, hop 128); None: the checkpoint's top level.
     trust_pickle : bool
         Allow a checkpoint that only loads as a full pickle (see ``load_jukebox_vqvae``).
     chunk_seconds : float
@@ -47,16 +48,21 @@ class VQTokens(Representation):
     dtype = np.dtype(np.int16)
     dim = 0  # a 1-D sequence of ids
 
-    def __init__(self, checkpoint: str | Path, *, level: int = 2, trust_pickle: bool = False,
+    def __init__(self, checkpoint: str | Path, *, level: int | None = 2, trust_pickle: bool = False,
                  chunk_seconds: float = 20.0):
-        self.checkpoint, self.level = Path(checkpoint), level
+        self.checkpoint = Path(checkpoint)
         self.trust_pickle, self.chunk_seconds = trust_pickle, chunk_seconds
         model = self.model
+        levels = model.config.levels
+        self.level = levels - 1 if level is None else level
+        if not 0 <= self.level < levels:
+            raise ConfigError(f"{checkpoint}: level {level} does not exist; the VQ-VAE has levels 0..{levels - 1}")
         self.sample_rate = model.config.sample_rate
-        self.hop_length = model.config.hop_lengths[level]
+        self.hop_length = model.config.hop_lengths[self.level]
         self.frames_per_second = self.sample_rate / self.hop_length
         self.vocab_size = model.config.l_bins
-        assert self.vocab_size <= np.iinfo(np.int16).max + 1, f"{self.vocab_size} codes do not fit int16"
+        if self.vocab_size > np.iinfo(np.int16).max + 1:
+            raise ConfigError(f"{checkpoint}: {self.vocab_size} codes do not fit the int16 token store")
 
     @cached_property
     def model(self):
@@ -95,6 +101,20 @@ class VQTokens(Representation):
 
     def vectors(self, tokens: np.ndarray) -> np.ndarray:
         return self.codebook()[torch.as_tensor(tokens, dtype=torch.long)].numpy()
+
+
+def codebook_usage(tokens: np.ndarray, vocab_size: int) -> dict:
+    """How a tokenizer uses its codebook on ``tokens`` (any shape of ids in ``[0, vocab_size)``).
+
+    Returns ``codes_used`` (distinct ids), ``usage`` (their share of ``vocab_size``),
+    ``entropy_bits`` (of the id distribution; at most log2(vocab_size)) and ``perplexity``
+    (2 ** entropy: the number of equally used codes with the same entropy).
+    """
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64).ravel(), minlength=vocab_size)
+    p = counts[counts > 0] / max(1, counts.sum())
+    entropy = float(-(p * np.log2(p)).sum())
+    return {"codes_used": int((counts > 0).sum()), "usage": float((counts > 0).mean()), "entropy_bits": entropy,
+            "perplexity": float(2.0**entropy), "n_tokens": int(counts.sum())}
 
 
 @register_representation
