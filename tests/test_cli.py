@@ -1,6 +1,8 @@
 """End to end through the ``mirformer`` command on a few short rendered clips."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +57,7 @@ def test_compare_end_to_end_then_reuse(tmp_path, capsys):
                  "spectroformer-pretrain/encoder.pt", "spectroformer-scratch/checkpoints/last.ckpt",
                  "spectroformer-scratch/predictions.csv"):
         assert (out / name).exists(), name
+    assert tokenizer["epochs"] == 1 and tokenizer["val_loss"] > 0
     # A second run reuses every finished stage and gives the same table.
     before = (out / "spectroformer-scratch" / "result.json").stat().st_mtime_ns
     assert main(["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(out), "--quiet"]) == 0
@@ -138,3 +141,22 @@ def test_train_vqvae_cli_then_extract_tokens(tmp_path, write_tone):
     assert main(["extract", "tokens", str(a), "--vqvae", str(out / "vqvae.pth.tar"), "--level", "0",
                  "--out", str(tmp_path / "t")]) == 0
     assert np.load(tmp_path / "t" / "a.npy").shape == (16000 // 128,)
+
+
+@pytest.mark.slow
+def test_compare_with_a_given_tokenizer_checkpoint(tmp_path, capsys):
+    """An official-layout checkpoint is used as is, at its top level; no VQ-VAE is trained."""
+    ckpt = _random_vqvae(tmp_path / "vqvae.pth.tar")  # 8 kHz, levels with hops 4 and 8
+    run = ["compare", "--preset", "quickstart", *TINY_RUN, "--set", f"tokenizer.checkpoint={ckpt}",
+           "--set", "setups=[codebookformer-scratch]", "--out", str(tmp_path / "run"), "--quiet"]
+    # By default token windows cover the seconds of the mel windows: 48 frames at 16000 / 256 Hz
+    # = 0.768 s = 768 tokens at 1 kHz, longer than this encoder's positions.
+    assert main(run) == 2
+    assert "tokens: windows of 768 frames exceed encoder.max_len=256" in capsys.readouterr().err
+    assert main([*run, "--set", "token_snippet_frames=64"]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert list(results["setups"]) == ["codebookformer-scratch"]
+    t = results["tokenizer"]
+    assert t["source"] == "from the given checkpoint" and t["checkpoint"] == str(ckpt)
+    assert (t["level"], t["hop_length"], t["sample_rate"], t["vocab_size"], t["window_frames"]) == (1, 8, 8000, 32, 64)
+    assert not (Path(os.environ["MIRFORMER_HOME"]) / "runs" / "vqvae").exists()  # nothing was trained

@@ -131,9 +131,9 @@ def test_report_names_the_tokenizer_and_its_usage(tmp_path):
                             "sha1": "0123456789abcdef", "level": 0, "levels": 1, "sample_rate": 22050,
                             "hop_length": 512, "vocab_size": 256, "emb_width": 32, "window_frames": 128,
                             "codes_used": 200, "usage": 200 / 256, "entropy_bits": 6.5, "perplexity": 2**6.5,
-                            "n_tokens": 92000}
+                            "n_tokens": 92000, "epochs": 4, "val_loss": 1.6912}
     write_report(results, tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "## Tokenizer" in md and "VQ-VAE trained on the training split (`/x/vqvae.pth.tar`" in md
-    assert "hop 512 at 22050 Hz (43.1 tokens/s)" in md
+    assert "hop 512 at 22050 Hz (43.1 tokens/s)" in md and "trained for 4 epochs; final validation loss 1.691" in md
     assert "200 of 256 codes used (78%), entropy 6.50 bits of a possible 8.00 (perplexity 90.5)" in md

@@ -139,7 +139,7 @@ class Comparison:
             checkpoint = Path(tc.checkpoint).expanduser()
             if not checkpoint.is_file():
                 raise ConfigError(f"tokenizer.checkpoint {checkpoint}: no such file")
-            source = "checkpoint"
+            source, fit = "from the given checkpoint", {}
         else:
             out = vqvae_run_dir(self.dataset.identity, tc.train, seed=cfg.seed, trainer_cfg=cfg.trainer)
             self.log(f"tokenizer: training a VQ-VAE on the training split in {out}")
@@ -147,18 +147,20 @@ class Comparison:
             checkpoint = train_vqvae(by_split, tc.train, out, dataset_id=self.dataset.identity, trainer_cfg=cfg.trainer,
                                      seed=cfg.seed, workers=cfg.workers, progress=self.progress)
             source = "trained on the training split"
+            history = json.loads((checkpoint.parent / "history.json").read_text())["history"]
+            fit = {"epochs": len(history), "val_loss": history[-1].get("val_loss") if history else None}
         rep = VQTokens(checkpoint, level=tc.level, trust_pickle=tc.trust_checkpoint)
         mel = self.inputs["mel"].rep
         length = cfg.token_snippet_frames or round(cfg.snippet_frames * rep.frames_per_second / mel.frames_per_second)
         vq = rep.model.config
         self.tokenizer = {"source": source, "checkpoint": str(checkpoint), "sha1": rep.sha1, "level": rep.level,
                           "levels": vq.levels, "sample_rate": rep.sample_rate, "hop_length": rep.hop_length,
-                          "vocab_size": rep.vocab_size, "emb_width": vq.emb_width, "window_frames": length}
+                          "vocab_size": rep.vocab_size, "emb_width": vq.emb_width, "window_frames": length, **fit}
         return Inputs(rep, FeatureStore(paths.features_dir(), self.dataset.identity, rep), length)
 
     def check_length(self, name: str, length: int) -> None:
         if length > self.cfg.encoder.max_len:
-            raise ConfigError(f"{name} windows of {length} frames exceed encoder.max_len={self.cfg.encoder.max_len}; "
+            raise ConfigError(f"{name}: windows of {length} frames exceed encoder.max_len={self.cfg.encoder.max_len}; "
                               "raise encoder.max_len or shorten the window (snippet_frames / token_snippet_frames)")
 
     def targets(self, tracks: list[Track]) -> list[int]:

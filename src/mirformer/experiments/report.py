@@ -239,6 +239,9 @@ def _tokenizer_lines(tokenizer: dict) -> list[str]:
         f"windows of {t['window_frames']} tokens.",
         "",
     ]
+    if t.get("val_loss") is not None:
+        lines += [f"It trained for {t['epochs']} epochs; final validation loss {t['val_loss']:.3f} (Jukebox's "
+                  "objective: bandwidth-normalised lmix + multi-resolution STFT + commitment).", ""]
     if "codes_used" in t:
         max_bits = math.log2(t["vocab_size"])
         lines += [
