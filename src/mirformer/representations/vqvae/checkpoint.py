@@ -34,7 +34,8 @@ def _read(path: Path, trust_pickle: bool) -> object:
         raise CheckpointError(
             f"{path} holds pickled Python objects ({found.group(1)}, e.g. numpy scalars in 'hps'), which "
             "torch.load(weights_only=True) refuses because unpickling them can run arbitrary code. If you "
-            "trust the file's source, pass trust_pickle=True (CLI: --trust-checkpoint) to load the full pickle."
+            "trust the file's source, pass trust_pickle=True to load the full pickle (mirformer extract / "
+            "probe-invariance: --trust-checkpoint; mirformer compare: --set tokenizer.trust_checkpoint=true)."
         ) from e
     except (RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from e
