@@ -160,3 +160,14 @@ def test_compare_with_a_given_tokenizer_checkpoint(tmp_path, capsys):
     assert t["source"] == "from the given checkpoint" and t["checkpoint"] == str(ckpt)
     assert (t["level"], t["hop_length"], t["sample_rate"], t["vocab_size"], t["window_frames"]) == (1, 8, 8000, 32, 64)
     assert not (Path(os.environ["MIRFORMER_HOME"]) / "runs" / "vqvae").exists()  # nothing was trained
+
+
+@pytest.mark.slow
+def test_tokenizer_settings_are_checked_before_training_it(tmp_path, capsys):
+    run = ["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(tmp_path / "run"), "--quiet"]
+    # Hop 16 at 16 kHz: 1000 tokens/s, so a 0.768 s window is 768 tokens, beyond max_len 256.
+    assert main([*run, "--set", "tokenizer.train.vqvae.downs_t=[4]"]) == 2
+    assert "tokens: windows of 768 frames exceed encoder.max_len=256" in capsys.readouterr().err
+    assert main([*run, "--set", "tokenizer.level=1"]) == 2
+    assert "tokenizer.level=1 does not exist" in capsys.readouterr().err
+    assert not (Path(os.environ["MIRFORMER_HOME"]) / "runs" / "vqvae").exists()

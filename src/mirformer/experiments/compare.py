@@ -105,16 +105,12 @@ class Comparison:
         mel = LogMel(cfg.mel)
         self.inputs = {"mel": Inputs(mel, FeatureStore(paths.features_dir(), self.dataset.identity, mel),
                                      cfg.snippet_frames)}
+        self.check_length("mel", cfg.snippet_frames)
+        self.extract("mel", tracks)
         self.tokenizer: dict | None = None
         if self.uses("tokenformer") or self.uses("codebookformer"):
             self.inputs["tokens"] = self.prepare_tokenizer(tracks)
-        for name, inp in self.inputs.items():
-            self.check_length(name, inp.length)
-            self.log(f"{name} features: {inp.store.dir}")
-            # A clip must fill a quarter window at least.
-            min_seconds = inp.length / inp.rep.frames_per_second / 4
-            self.skipped.update(inp.store.extract(tracks, workers=cfg.workers, min_seconds=min_seconds,
-                                                  progress=self.progress))
+            self.extract("tokens", tracks)
         self.tracks = {s: [t for t in tracks if t.split == s and t.id not in self.skipped]
                        for s in ("train", "validation", "test")}
         for split, ts in self.tracks.items():
@@ -132,6 +128,19 @@ class Comparison:
                      f"split, entropy {self.tokenizer['entropy_bits']:.2f} bits")
         self.weights = class_weights(self.targets(self.tracks["train"]), len(self.classes))
 
+    def extract(self, name: str, tracks: list[Track]) -> None:
+        """Store one input of every track; a clip that cannot fill a quarter window is skipped."""
+        inp = self.inputs[name]
+        self.log(f"{name} features: {inp.store.dir}")
+        min_seconds = inp.length / inp.rep.frames_per_second / 4
+        self.skipped.update(inp.store.extract(tracks, workers=self.cfg.workers, min_seconds=min_seconds,
+                                              progress=self.progress))
+
+    def token_window(self, tokens_per_second: float) -> int:
+        """Token window: ``token_snippet_frames``, or the seconds of a mel window."""
+        mel = self.inputs["mel"].rep
+        return self.cfg.token_snippet_frames or round(self.cfg.snippet_frames * tokens_per_second / mel.frames_per_second)
+
     def prepare_tokenizer(self, tracks: list[Track]) -> Inputs:
         """The VQ tokenizer's inputs: the given checkpoint, or a VQ-VAE trained on the training split."""
         cfg, tc = self.cfg, self.cfg.tokenizer
@@ -141,6 +150,13 @@ class Comparison:
                 raise ConfigError(f"tokenizer.checkpoint {checkpoint}: no such file")
             source, fit = "from the given checkpoint", {}
         else:
+            # Level and window length follow from the architecture: check them before training.
+            vq = tc.train.vqvae
+            level = vq.levels - 1 if tc.level is None else tc.level
+            if not 0 <= level < vq.levels:
+                raise ConfigError(f"tokenizer.level={tc.level} does not exist: tokenizer.train.vqvae has levels "
+                                  f"0..{vq.levels - 1}")
+            self.check_length("tokens", self.token_window(vq.sample_rate / vq.hop_lengths[level]))
             out = vqvae_run_dir(self.dataset.identity, tc.train, seed=cfg.seed, trainer_cfg=cfg.trainer)
             self.log(f"tokenizer: training a VQ-VAE on the training split in {out}")
             by_split = {s: [t for t in tracks if t.split == s] for s in ("train", "validation")}
@@ -150,8 +166,8 @@ class Comparison:
             history = json.loads((checkpoint.parent / "history.json").read_text())["history"]
             fit = {"epochs": len(history), "val_loss": history[-1].get("val_loss") if history else None}
         rep = VQTokens(checkpoint, level=tc.level, trust_pickle=tc.trust_checkpoint)
-        mel = self.inputs["mel"].rep
-        length = cfg.token_snippet_frames or round(cfg.snippet_frames * rep.frames_per_second / mel.frames_per_second)
+        length = self.token_window(rep.frames_per_second)
+        self.check_length("tokens", length)
         vq = rep.model.config
         self.tokenizer = {"source": source, "checkpoint": str(checkpoint), "sha1": rep.sha1, "level": rep.level,
                           "levels": vq.levels, "sample_rate": rep.sample_rate, "hop_length": rep.hop_length,
