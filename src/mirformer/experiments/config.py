@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from mirformer.config import from_dict, merge, to_dict
 from mirformer.errors import ConfigError
-from mirformer.models.encoder import EncoderConfig
 from mirformer.experiments.train_vqvae import VQVAETrainConfig
+from mirformer.models.encoder import EncoderConfig
 from mirformer.objectives.spectro_masking import SpectroMaskConfig
 from mirformer.objectives.token_masking import TokenMaskConfig
 from mirformer.representations.mel import MelConfig
@@ -113,7 +113,7 @@ PRESETS: dict[str, dict] = {
         "encoder": {"d_model": 256, "n_layers": 4, "n_heads": 4, "d_ff": 1024, "max_len": 2048},
         "snippet_frames": 256,
         "mask": {"block_frames": 5},
-        "tokenizer": {"train": {"vqvae": SMALL_HOP512, "epochs": 20, "crop_seconds": 1.0, "crops_per_track": 4,
+        "tokenizer": {"train": {"vqvae": SMALL_HOP512, "epochs": 10, "crop_seconds": 1.0, "crops_per_track": 2,
                                 "batch_size": 8, "lr": 1e-3}},
         "pretrain": {"epochs": 20, "batch_size": 32, "snippets_per_track": 2,
                      "optim": {"warmup": 1000, "lr_scale": 0.3}},
