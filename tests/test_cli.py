@@ -163,11 +163,12 @@ def test_compare_with_a_given_tokenizer_checkpoint(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tokenizer_settings_are_checked_before_training_it(tmp_path, capsys):
+def test_tokenizer_settings_are_checked_before_any_heavy_work(tmp_path, capsys):
     run = ["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(tmp_path / "run"), "--quiet"]
     # Hop 16 at 16 kHz: 1000 tokens/s, so a 0.768 s window is 768 tokens, beyond max_len 256.
     assert main([*run, "--set", "tokenizer.train.vqvae.downs_t=[4]"]) == 2
     assert "tokens: windows of 768 frames exceed encoder.max_len=256" in capsys.readouterr().err
     assert main([*run, "--set", "tokenizer.level=1"]) == 2
     assert "tokenizer.level=1 does not exist" in capsys.readouterr().err
-    assert not (Path(os.environ["MIRFORMER_HOME"]) / "runs" / "vqvae").exists()
+    home = Path(os.environ["MIRFORMER_HOME"])
+    assert not (home / "datasets").exists() and not (home / "runs" / "vqvae").exists()  # failed before any work

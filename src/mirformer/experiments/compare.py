@@ -96,6 +96,9 @@ class Comparison:
 
     def prepare_data(self) -> None:
         cfg = self.cfg
+        self.check_length("mel", cfg.snippet_frames)
+        wants_tokens = self.uses("tokenformer") or self.uses("codebookformer")
+        given = self.check_tokenizer() if wants_tokens else None  # bad settings fail before any heavy work
         self.dataset = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, progress=self.progress,
                                     **cfg.data.options)
         self.dataset.prepare()
@@ -105,11 +108,10 @@ class Comparison:
         mel = LogMel(cfg.mel)
         self.inputs = {"mel": Inputs(mel, FeatureStore(paths.features_dir(), self.dataset.identity, mel),
                                      cfg.snippet_frames)}
-        self.check_length("mel", cfg.snippet_frames)
         self.extract("mel", tracks)
         self.tokenizer: dict | None = None
-        if self.uses("tokenformer") or self.uses("codebookformer"):
-            self.inputs["tokens"] = self.prepare_tokenizer(tracks)
+        if wants_tokens:
+            self.inputs["tokens"] = self.prepare_tokenizer(tracks, given)
             self.extract("tokens", tracks)
         self.tracks = {s: [t for t in tracks if t.split == s and t.id not in self.skipped]
                        for s in ("train", "validation", "test")}
@@ -138,38 +140,48 @@ class Comparison:
 
     def token_window(self, tokens_per_second: float) -> int:
         """Token window: ``token_snippet_frames``, or the seconds of a mel window."""
-        mel = self.inputs["mel"].rep
-        return self.cfg.token_snippet_frames or round(self.cfg.snippet_frames * tokens_per_second / mel.frames_per_second)
+        mel_frames_per_second = self.cfg.mel.sample_rate / self.cfg.mel.hop_length
+        return self.cfg.token_snippet_frames or round(self.cfg.snippet_frames * tokens_per_second / mel_frames_per_second)
 
-    def prepare_tokenizer(self, tracks: list[Track]) -> Inputs:
-        """The VQ tokenizer's inputs: the given checkpoint, or a VQ-VAE trained on the training split."""
-        cfg, tc = self.cfg, self.cfg.tokenizer
+    def check_tokenizer(self) -> VQTokens | None:
+        """Check the tokenizer settings; return the given checkpoint's tokenizer (None: one will be trained).
+
+        A given checkpoint is loaded here (layout, keys, shapes and level checked); for one to be
+        trained, the level and window length follow from its architecture.
+        """
+        tc = self.cfg.tokenizer
         if tc.checkpoint:
             checkpoint = Path(tc.checkpoint).expanduser()
             if not checkpoint.is_file():
                 raise ConfigError(f"tokenizer.checkpoint {checkpoint}: no such file")
-            source, fit = "from the given checkpoint", {}
+            rep = VQTokens(checkpoint, level=tc.level, trust_pickle=tc.trust_checkpoint)
+            self.check_length("tokens", self.token_window(rep.frames_per_second))
+            return rep
+        vq = tc.train.vqvae
+        level = vq.levels - 1 if tc.level is None else tc.level
+        if not 0 <= level < vq.levels:
+            raise ConfigError(f"tokenizer.level={tc.level} does not exist: tokenizer.train.vqvae has levels "
+                              f"0..{vq.levels - 1}")
+        self.check_length("tokens", self.token_window(vq.sample_rate / vq.hop_lengths[level]))
+        return None
+
+    def prepare_tokenizer(self, tracks: list[Track], given: VQTokens | None) -> Inputs:
+        """The VQ tokenizer's inputs: the given checkpoint's, or those of a VQ-VAE trained on the training split."""
+        cfg, tc = self.cfg, self.cfg.tokenizer
+        if given is not None:
+            rep, source, fit = given, "from the given checkpoint", {}
         else:
-            # Level and window length follow from the architecture: check them before training.
-            vq = tc.train.vqvae
-            level = vq.levels - 1 if tc.level is None else tc.level
-            if not 0 <= level < vq.levels:
-                raise ConfigError(f"tokenizer.level={tc.level} does not exist: tokenizer.train.vqvae has levels "
-                                  f"0..{vq.levels - 1}")
-            self.check_length("tokens", self.token_window(vq.sample_rate / vq.hop_lengths[level]))
             out = vqvae_run_dir(self.dataset.identity, tc.train, seed=cfg.seed, trainer_cfg=cfg.trainer)
             self.log(f"tokenizer: training a VQ-VAE on the training split in {out}")
             by_split = {s: [t for t in tracks if t.split == s] for s in ("train", "validation")}
             checkpoint = train_vqvae(by_split, tc.train, out, dataset_id=self.dataset.identity, trainer_cfg=cfg.trainer,
                                      seed=cfg.seed, workers=cfg.workers, progress=self.progress)
-            source = "trained on the training split"
-            history = json.loads((checkpoint.parent / "history.json").read_text())["history"]
+            rep, source = VQTokens(checkpoint, level=tc.level), "trained on the training split"
+            history = json.loads((out / "history.json").read_text())["history"]
             fit = {"epochs": len(history), "val_loss": history[-1].get("val_loss") if history else None}
-        rep = VQTokens(checkpoint, level=tc.level, trust_pickle=tc.trust_checkpoint)
         length = self.token_window(rep.frames_per_second)
-        self.check_length("tokens", length)
         vq = rep.model.config
-        self.tokenizer = {"source": source, "checkpoint": str(checkpoint), "sha1": rep.sha1, "level": rep.level,
+        self.tokenizer = {"source": source, "checkpoint": str(rep.checkpoint), "sha1": rep.sha1, "level": rep.level,
                           "levels": vq.levels, "sample_rate": rep.sample_rate, "hop_length": rep.hop_length,
                           "vocab_size": rep.vocab_size, "emb_width": vq.emb_width, "window_frames": length, **fit}
         return Inputs(rep, FeatureStore(paths.features_dir(), self.dataset.identity, rep), length)
