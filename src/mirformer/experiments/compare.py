@@ -124,8 +124,10 @@ class Comparison:
         mel_inputs.mean, mel_inputs.std = mel_inputs.store.normalisation(train_ids)
         if self.tokenizer is not None:
             tokens = self.inputs["tokens"]
-            train_tokens = np.concatenate([np.asarray(tokens.store.get(i)) for i in train_ids])
-            self.tokenizer.update(codebook_usage(train_tokens, tokens.rep.vocab_size))
+            # Counted per track: a large training split never holds all its tokens in memory at once.
+            counts = sum(np.bincount(np.asarray(tokens.store.get(i), np.int64), minlength=tokens.rep.vocab_size)
+                         for i in train_ids)
+            self.tokenizer.update(codebook_usage(counts))
             self.log(f"tokenizer: {self.tokenizer['codes_used']}/{tokens.rep.vocab_size} codes used on the training "
                      f"split, entropy {self.tokenizer['entropy_bits']:.2f} bits")
         self.weights = class_weights(self.targets(self.tracks["train"]), len(self.classes))

@@ -103,14 +103,14 @@ class VQTokens(Representation):
         return self.codebook()[torch.as_tensor(tokens, dtype=torch.long)].numpy()
 
 
-def codebook_usage(tokens: np.ndarray, vocab_size: int) -> dict:
-    """How a tokenizer uses its codebook on ``tokens`` (any shape of ids in ``[0, vocab_size)``).
+def codebook_usage(counts: np.ndarray) -> dict:
+    """How a tokenizer uses its codebook, from ``counts`` [shape=(vocab_size,)] of each token id.
 
-    Returns ``codes_used`` (distinct ids), ``usage`` (their share of ``vocab_size``),
-    ``entropy_bits`` (of the id distribution; at most log2(vocab_size)) and ``perplexity``
-    (2 ** entropy: the number of equally used codes with the same entropy).
+    Returns ``codes_used`` (ids seen), ``usage`` (their share of the codebook), ``entropy_bits``
+    (of the id distribution; at most log2(vocab_size)), ``perplexity`` (2 ** entropy: the number
+    of equally used codes with the same entropy) and ``n_tokens``.
     """
-    counts = np.bincount(np.asarray(tokens, dtype=np.int64).ravel(), minlength=vocab_size)
+    counts = np.asarray(counts, dtype=np.int64)
     p = counts[counts > 0] / max(1, counts.sum())
     entropy = float(-(p * np.log2(p)).sum())
     return {"codes_used": int((counts > 0).sum()), "usage": float((counts > 0).mean()), "entropy_bits": entropy,
