@@ -1,6 +1,12 @@
-"""The one interface every dataset implements: track records, classes, validation.
+"""The one interface every dataset implements: track records, output names, validation.
 
-A dataset knows files, labels and splits; it knows nothing of representations.
+A dataset knows files, labels and splits; it knows nothing of representations. Its ``task``
+says what a track carries:
+
+- ``"classification"``: ``Track.label``, one class name;
+- ``"tagging"``: ``Track.labels``, a tuple of tag names (possibly empty);
+- ``"regression"``: ``Track.targets``, a tuple of floats in ``target_names`` order, already
+  z-scored by the loader (raw values stay in ``Track.meta["raw_targets"]``).
 """
 
 from __future__ import annotations
@@ -12,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
+import numpy as np
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from mirformer.audio import load_audio
 from mirformer.errors import AudioError, ConfigError
 
 SPLITS = ("train", "validation", "test")
+TASKS = ("classification", "tagging", "regression")
 
 
 @dataclass(frozen=True)
@@ -27,21 +36,36 @@ class Track:
     id: str
     path: Path
     split: str
-    label: str | None = None
+    label: str | None = None  # classification
+    labels: tuple[str, ...] | None = None  # tagging
+    targets: tuple[float, ...] | None = None  # regression (z-scored)
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass
 class ValidationReport:
-    """What ``Dataset.validate`` found: bad files by track id and class counts per split."""
+    """What ``Dataset.validate`` found: bad files by track id and counts per split.
+
+    ``counts`` maps split -> class (classification), tag (tagging) or ``"clips"`` (regression)
+    -> number of good files.
+    """
 
     n_tracks: int
     bad: dict[str, str]  # track id -> reason
-    counts: dict[str, dict[str, int]]  # split -> label -> count (good files only)
+    counts: dict[str, dict[str, int]]
 
     @property
     def ok(self) -> bool:
         return not self.bad
+
+
+def _check_file(path: Path, sr: int, min_seconds: float) -> str | None:
+    """The reason ``path`` is unusable, or None (runs in worker processes)."""
+    try:
+        load_audio(path, sr=sr, min_seconds=min_seconds)
+    except AudioError as exc:
+        return exc.cause
+    return None
 
 
 class Dataset(ABC):
@@ -49,17 +73,24 @@ class Dataset(ABC):
 
     Subclasses set ``name`` and ``task`` and implement ``tracks``; ``prepare`` builds data that
     can be built locally (the rendered corpus), and is a no-op for user-supplied datasets.
+    ``known_bad`` maps track ids the dataset's maintainers list as broken to that note, which
+    ``validate`` adds to the decoder's reason.
     """
 
     name: ClassVar[str]
-    task: ClassVar[str] = "classification"
+    task: str = "classification"
+    known_bad: ClassVar[dict[str, str]] = {}
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).expanduser()
 
     @property
     def identity(self) -> str:
-        """Name plus a hash of the resolved root: two copies of a dataset never share features."""
+        """Name plus a hash of the resolved root: two copies of a dataset never share features.
+
+        Options (subset, split, labels) are left out: a track id names the same audio whatever
+        the options, so FMA small and medium share the features of their common tracks.
+        """
         return f"{self.name}-{hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:8]}"
 
     def prepare(self) -> None:
@@ -67,25 +98,83 @@ class Dataset(ABC):
 
     @abstractmethod
     def tracks(self) -> list[Track]:
-        """All tracks with their split and label."""
+        """All tracks with their split and label(s) or targets."""
 
     def classes(self) -> list[str]:
-        """Sorted class names."""
-        return sorted({t.label for t in self.tracks() if t.label is not None})
+        """Output names: sorted class names, sorted tag names, or ``target_names`` (regression)."""
+        ts = self.tracks()
+        if self.task == "classification":
+            return sorted({t.label for t in ts if t.label is not None})
+        if self.task == "tagging":
+            return sorted({tag for t in ts for tag in (t.labels or ())})
+        return list(self.target_names)
 
-    def validate(self, *, sr: int = 22050, min_seconds: float = 0.0, progress: bool = True) -> ValidationReport:
-        """Decode every file; report missing, undecodable, silent and too-short ones by id."""
+    def validate(self, *, sr: int = 22050, min_seconds: float = 0.0, workers: int = 1,
+                 progress: bool = True) -> ValidationReport:
+        """Decode every file; report missing, undecodable, silent and too-short ones by id.
+
+        Never raises for a bad file: each one is listed with its reason (plus the maintainers'
+        note for a ``known_bad`` id). ``workers`` decoding processes (joblib: -1 = all cores).
+        """
         tracks = self.tracks()
+        jobs = (delayed(_check_file)(t.path, sr, min_seconds) for t in tracks)
+        reasons = Parallel(n_jobs=workers, return_as="generator")(jobs)
         bad: dict[str, str] = {}
         counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
-        for t in tqdm(tracks, desc=f"validate {self.name}", unit="file", disable=not progress):
-            try:
-                load_audio(t.path, sr=sr, min_seconds=min_seconds)
-            except AudioError as exc:
-                bad[t.id] = exc.cause
+        bar = tqdm(reasons, total=len(tracks), desc=f"validate {self.name}", unit="file", disable=not progress)
+        for t, reason in zip(tracks, bar):
+            if reason is not None:
+                note = self.known_bad.get(t.id)
+                bad[t.id] = f"{reason} ({note})" if note else reason
                 continue
-            counts.setdefault(t.split, Counter())[t.label] += 1
+            if self.task == "classification":
+                keys = [t.label]
+            elif self.task == "tagging":
+                keys = list(t.labels or ())
+            else:
+                keys = ["clips"]
+            counts.setdefault(t.split, Counter()).update(keys)
         return ValidationReport(len(tracks), bad, {s: dict(sorted(c.items())) for s, c in counts.items()})
+
+
+def random_split(ids: list[str], strata: list[str] | None = None, *, seed: int = 0,
+                 fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, str]:
+    """Assign each id a split, ``fractions`` of each stratum (class) to train/validation/test.
+
+    Deterministic given ``seed`` and the ids (order does not matter). Within a stratum of n
+    items, ``round(n * f_val)`` go to validation, ``round(n * f_test)`` to test, the rest to train;
+    strata too small for a share keep their items in train.
+    """
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise ConfigError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    strata = strata if strata is not None else [""] * len(ids)
+    groups: dict[str, list[str]] = {}
+    for i, s in sorted(zip(ids, strata)):
+        groups.setdefault(s, []).append(i)
+    out: dict[str, str] = {}
+    for s, members in sorted(groups.items()):
+        rng = np.random.default_rng([seed, int(hashlib.sha1(s.encode()).hexdigest()[:8], 16)])
+        members = [members[k] for k in rng.permutation(len(members))]
+        n_val, n_test = round(len(members) * fractions[1]), round(len(members) * fractions[2])
+        for k, i in enumerate(members):
+            out[i] = "validation" if k < n_val else "test" if k < n_val + n_test else "train"
+    return out
+
+
+def zscore(tracks: list[Track], *, fit_on: tuple[str, ...] = ("train",)) -> tuple[list[Track], dict]:
+    """Z-score ``Track.targets`` with the mean and (population) std of the tracks in ``fit_on`` splits.
+
+    Returns the new tracks (raw values kept in ``meta["raw_targets"]``) and ``{"mean", "std"}``.
+    """
+    fit = np.array([t.targets for t in tracks if t.split in fit_on], dtype=np.float64)
+    if len(fit) < 2:
+        raise ConfigError(f"need at least two tracks in {fit_on} to z-score targets, found {len(fit)}")
+    mean, std = fit.mean(0), fit.std(0)
+    if np.any(std == 0):
+        raise ConfigError(f"a regression target is constant over {fit_on}; it cannot be z-scored")
+    out = [Track(t.id, t.path, t.split, targets=tuple(float(v) for v in (np.asarray(t.targets) - mean) / std),
+                 meta={**t.meta, "raw_targets": tuple(t.targets)}) for t in tracks]
+    return out, {"mean": mean.tolist(), "std": std.tolist()}
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {}

@@ -5,7 +5,17 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from mirformer.datasets import music21_styles  # noqa: F401  (registers "music21-styles")
+# Importing a loader registers it by its name.
+from mirformer.datasets import (  # noqa: F401
+    csv_manifest,
+    emomusic,
+    fma,
+    folder,
+    gtzan,
+    jamendo,
+    mtat,
+    music21_styles,
+)
 from mirformer.datasets.base import DATASETS, Dataset
 from mirformer.errors import ConfigError
 
@@ -20,6 +30,9 @@ def open_dataset(name: str, root: str | Path | None = None, *, workers: int | No
         raise ConfigError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     cls = DATASETS[name]
     params = inspect.signature(cls).parameters
+    if root is None and params["root"].default is inspect.Parameter.empty:
+        raise ConfigError(f"dataset {name!r} needs the folder you unpacked it to: pass --data-root DIR "
+                          "(or --set data.root=DIR)")
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise ConfigError(f"dataset {name!r} takes no option(s) {unknown}; it takes {sorted(set(params) - {'root'})}")
