@@ -61,7 +61,7 @@ def _f1_from_confusion(cm: np.ndarray) -> float:
 
 
 def test_schema(result):
-    assert result["name"] == result["model"] == "mfcc-logreg"
+    assert result["name"] == result["model"] == "mfcc-linear"
     assert result["pretrained"] is False
     assert result["history"] == []
     assert set(result["selected"]) == {"C"} and isinstance(result["selected"]["C"], float)

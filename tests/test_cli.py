@@ -32,7 +32,7 @@ def test_compare_end_to_end_then_reuse(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "| spectroformer-pretrained-finetuned |" in printed and "| mfcc-logreg |" in printed
+    assert "| spectroformer-pretrained-finetuned |" in printed and "| mfcc-linear |" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["classes"] == ["bach_chorale", "fiddle_tunes", "folk_china"]
     assert list(results["setups"]) == list(SETUPS)  # the thesis' six setups, then the baseline

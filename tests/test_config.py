@@ -36,3 +36,33 @@ def test_unknown_setup_and_bad_vqvae_architecture_are_errors():
         resolve("quickstart", {"setups": ["tokenformer-pretrained"]})
     with pytest.raises(ConfigError, match="strides_t"):
         resolve("quickstart", {"tokenizer": {"train": {"vqvae": {"strides_t": [3]}}}})
+
+
+def test_thesis_preset_is_the_thesis_tables_3_to_5():
+    cfg = resolve("thesis-fma-medium")
+    assert (cfg.data.name, cfg.data.options) == ("fma", {"subset": "medium", "labels": "genre_top"})
+    e = cfg.encoder
+    assert (e.d_model, e.n_layers, e.n_heads, e.d_ff, e.dropout) == (768, 4, 12, 3072, 0.1)
+    assert cfg.snippet_frames == 1344 and cfg.token_snippet_frames is None  # tokens: the same 3.9 s
+    assert (cfg.mel.sample_rate, cfg.mel.n_fft, cfg.mel.hop_length, cfg.mel.n_mels) == (44100, 512, 128, 86)
+    assert cfg.pretrain.batch_size == 64 and cfg.pretrain.optim.warmup == 8000 and cfg.pretrain.optim.lr is None
+    assert cfg.pretrain.epochs * -(-19922 // 64) == pytest.approx(156_000, rel=0.01)  # 156k steps
+    assert (cfg.finetune.grid.batch_size, cfg.finetune.grid.lr) == ([16, 32], [2e-5, 5e-5])
+    assert cfg.finetune.epochs == 40 and cfg.finetune.strategy == "full"
+    assert cfg.tokenizer.level is None  # a given vqvae.pth.tar: Jukebox's top level, hop 128
+    assert cfg.token_mask.choose_ratio == 0.3 and cfg.mask.block_frames == 42
+
+
+@pytest.mark.parametrize("preset,dataset", [("gtzan", "gtzan"), ("mtat", "mtat"), ("emomusic", "emomusic")])
+def test_benchmark_presets_pick_their_dataset_and_keep_tokens_at_the_mel_rate(preset, dataset):
+    cfg = resolve(preset)
+    assert cfg.data.name == dataset and cfg.finetune.grid.lr == [2e-5, 5e-5]
+    vq = cfg.tokenizer.train.vqvae
+    assert vq.sample_rate / vq.hop_lengths[-1] == cfg.mel.sample_rate / cfg.mel.hop_length
+
+
+def test_another_dataset_drops_the_presets_dataset_options():
+    cfg = resolve("quickstart", {"data": {"name": "csv", "root": "x.csv"}})
+    assert cfg.data.options == {}
+    assert resolve("quickstart", {"data": {"name": "gtzan", "options": {"split": "random"}}}).data.options == {
+        "split": "random"}

@@ -41,7 +41,7 @@ def _results():
                 "history": [{"epoch": 0, "train_loss": 1.2}, {"epoch": 1}],
                 "skipped": {"bad-1": "empty file (0 bytes)"},
             },
-            "mfcc-logreg": {
+            "mfcc-linear": {
                 "splits": {"train": _split(1.0, 1.0, 0.1, cm), "test": _split(0.6666, 0.6666, 0.9, cm)},
                 "history": [],
                 "skipped": {"bad-1": "empty file (0 bytes)", "bad-2": "too short: 0.05 s < required 0.19 s"},
@@ -63,7 +63,7 @@ def test_table_rows_and_values():
     assert lines[0] == "| setup | F1 train | F1 test | loss train | loss test | accuracy test |"
     assert lines[2] == "| spectroformer-pretrained-finetuned | 0.91 | 0.83 | 0.25 | 0.50 | 0.83 |"
     assert lines[3] == "| spectroformer-scratch | 0.50 | 0.46 | 1.00 | 1.23 | 0.50 |"
-    assert lines[4] == "| mfcc-logreg | 1.00 | 0.67 | 0.10 | 0.90 | 0.67 |"
+    assert lines[4] == "| mfcc-linear | 1.00 | 0.67 | 0.10 | 0.90 | 0.67 |"
     assert lines[5] == ""  # the chance line is outside the table
     assert "K = 3" in lines[6] and "accuracy 0.33" in lines[6] and f"loss {math.log(3):.2f}" in lines[6]
 
@@ -71,10 +71,10 @@ def test_table_rows_and_values():
 def test_table_missing_values():
     results = _results()
     del results["setups"]["spectroformer-scratch"]["splits"]["train"]
-    results["setups"]["mfcc-logreg"]["splits"]["test"]["loss"] = None
+    results["setups"]["mfcc-linear"]["splits"]["test"]["loss"] = None
     lines = results_table(results).splitlines()
     assert lines[3] == "| spectroformer-scratch | n/a | 0.46 | n/a | 1.23 | 0.50 |"
-    assert lines[4] == "| mfcc-logreg | 1.00 | 0.67 | 0.10 | n/a | 0.67 |"
+    assert lines[4] == "| mfcc-linear | 1.00 | 0.67 | 0.10 | n/a | 0.67 |"
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_chance_macro_f1(priors, expected):
 def test_write_report(tmp_path):
     table = write_report(_results(), tmp_path / "report")
     out = tmp_path / "report"
-    names = ["spectroformer-pretrained-finetuned", "spectroformer-scratch", "mfcc-logreg"]
+    names = ["spectroformer-pretrained-finetuned", "spectroformer-scratch", "mfcc-linear"]
     for name in names:
         _is_png(out / f"confusion_{name}.png")
     _is_png(out / "curves.png")
@@ -98,7 +98,7 @@ def test_write_report(tmp_path):
     assert "## Skipped files (3)" in md
     assert "- `bad-0`: cannot decode: Format not recognised\n" in md
     assert "- `bad-1`: empty file (0 bytes)\n" in md  # skipped by every setup: listed once
-    assert "- `bad-2`: too short: 0.05 s < required 0.19 s (in mfcc-logreg)" in md
+    assert "- `bad-2`: too short: 0.05 s < required 0.19 s (in mfcc-linear)" in md
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
@@ -112,7 +112,7 @@ def test_curves_tolerate_sparse_history(tmp_path):
 
 def test_baseline_only_report_has_no_curves(tmp_path):
     results = _results()
-    results["setups"] = {"mfcc-logreg": results["setups"]["mfcc-logreg"]}
+    results["setups"] = {"mfcc-linear": results["setups"]["mfcc-linear"]}
     write_report(results, tmp_path)
     assert not (tmp_path / "curves.png").exists()
     assert "curves.png" not in (tmp_path / "report.md").read_text()

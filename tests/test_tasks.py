@@ -1,9 +1,10 @@
 import numpy as np
+import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.utils.class_weight import compute_class_weight
 
-from mirformer.tasks import class_weights, classification_metrics
+from mirformer.tasks import class_weights, classification_metrics, regression_metrics, tagging_metrics
 from mirformer.training.schedule import inverse_sqrt_warmup
 
 
@@ -46,3 +47,46 @@ def test_schedule_peaks_at_warmup_with_thesis_value():
     assert abs(peak_step - 8000) <= 100
     assert abs(max(rates) - 768**-0.5 * 8000**-0.5) / max(rates) < 1e-2  # about 4e-4
     assert 3.9e-4 < max(rates) < 4.1e-4
+
+
+def test_tagging_metrics_match_sklearn():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((60, 5)) < 0.3).astype(int)
+    y[:, 4] = 0  # a tag with no positive: undefined, left out of the macro means
+    logits = rng.normal(size=(60, 5)) + 1.5 * y
+    m = tagging_metrics(torch.tensor(logits), torch.tensor(y), names=list("abcde"))
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y[:, :4], logits[:, :4], average="macro"), abs=1e-6)
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y[:, :4], logits[:, :4], average="macro"), abs=1e-6)
+    for j, tag in enumerate("abcd"):
+        assert m["per_tag"][tag]["roc_auc"] == pytest.approx(roc_auc_score(y[:, j], logits[:, j]), abs=1e-6)
+        assert m["per_tag"][tag]["pr_auc"] == pytest.approx(average_precision_score(y[:, j], logits[:, j]), abs=1e-6)
+        assert m["per_tag"][tag]["positives"] == y[:, j].sum()
+    assert m["per_tag"]["e"] == {"roc_auc": None, "pr_auc": None, "positives": 0} and m["tags_scored"] == 4
+    bce = -np.mean(y * np.log(1 / (1 + np.exp(-logits))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-logits))))
+    assert m["loss"] == pytest.approx(bce, rel=1e-5)
+
+
+def test_tagging_ties_score_like_sklearn():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.array([[1], [0], [1], [0], [0], [1]])
+    scores = np.array([[0.5], [0.5], [0.2], [0.2], [0.9], [0.9]])  # tied scores across classes
+    m = tagging_metrics(torch.tensor(scores), torch.tensor(y), names=["t"])
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y[:, 0], scores[:, 0]))
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y[:, 0], scores[:, 0]))
+
+
+def test_regression_metrics_match_sklearn():
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=(40, 2))
+    pred = y * np.array([0.8, 0.3]) + rng.normal(scale=0.5, size=(40, 2))
+    m = regression_metrics(torch.tensor(pred), torch.tensor(y), names=["arousal", "valence"])
+    per = r2_score(y, pred, multioutput="raw_values")
+    assert m["r2_per_target"]["arousal"] == pytest.approx(per[0], abs=1e-5)
+    assert m["r2_per_target"]["valence"] == pytest.approx(per[1], abs=1e-5)
+    assert m["r2"] == pytest.approx(r2_score(y, pred), abs=1e-5)
+    assert m["mse"] == m["loss"] == pytest.approx(mean_squared_error(y, pred), rel=1e-5)

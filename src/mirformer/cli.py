@@ -25,6 +25,8 @@ def _overrides(args) -> dict:
     from mirformer.config import merge, parse_overrides
 
     overrides = parse_overrides(args.set or [])
+    if getattr(args, "data_root", None):
+        overrides = merge(overrides, {"data": {"root": args.data_root}})
     trainer = {k: v for k, v in (("accelerator", args.accelerator), ("devices", args.devices),
                                  ("num_nodes", args.num_nodes), ("strategy", args.strategy),
                                  ("precision", args.precision)) if v is not None}
@@ -152,16 +154,24 @@ def cmd_probe(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    import pandas as pd
+
+    from mirformer.config import parse_overrides
     from mirformer.datasets.registry import open_dataset
 
-    ds = open_dataset(args.dataset, args.root)
-    report = ds.validate(sr=args.sr, min_seconds=args.min_seconds)
-    print(f"{ds.name} at {ds.root}: {report.n_tracks} files, {len(report.bad)} bad")
+    ds = open_dataset(args.dataset, args.root, **parse_overrides(args.option or []))
+    report = ds.validate(sr=args.sr, min_seconds=args.min_seconds, workers=args.workers)
+    print(f"{ds.name} at {ds.root} ({ds.task}): {report.n_tracks} files, {len(report.bad)} bad")
     for tid, reason in sorted(report.bad.items()):
         print(f"  {tid}: {reason}")
-    for split, counts in report.counts.items():
-        print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return 0
+    table = pd.DataFrame(report.counts).fillna(0).astype(int)
+    table = table[[s for s in ("train", "validation", "test") if s in table.columns]]
+    if len(table):
+        table["total"] = table.sum(axis=1)
+        print(f"good files per {'class' if ds.task == 'classification' else 'tag' if ds.task == 'tagging' else 'split'}"
+              " and split:")
+        print(table.to_string())
+    return 1 if report.bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compare", help="pretrain, fine-tune and compare representations; write a report")
-    c.add_argument("--preset", default="quickstart", help="quickstart (default), styles-full")
+    c.add_argument("--preset", default="quickstart",
+                   help="quickstart (default), styles-full, thesis-fma-medium, gtzan, mtat, emomusic")
+    c.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. finetune.epochs=5")
     c.add_argument("--out", help="run folder (default: $MIRFORMER_HOME/runs/<preset>-<config hash>)")
     c.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -181,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--preset", default="quickstart",
                     help="dataset, trainer and tokenizer.train settings of this compare preset")
     tv.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="override the preset, e.g. data.root=DIR or tokenizer.train.epochs=20")
+                    help="override the preset, e.g. tokenizer.train.epochs=20")
+    tv.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
     tv.add_argument("--vqvae", choices=("small", "jukebox"),
                     help="architecture instead of the preset's: small (one level, hop 128, 256 codes; minutes on "
                          "a CPU) or jukebox (OpenAI's)")
@@ -240,11 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--trust-checkpoint", action="store_true")
     pr.set_defaults(func=cmd_probe)
 
-    v = sub.add_parser("validate", help="decode every file of a dataset and report bad ones")
-    v.add_argument("dataset")
-    v.add_argument("root", nargs="?")
-    v.add_argument("--sr", type=int, default=22050)
-    v.add_argument("--min-seconds", type=float, default=1.0)
+    v = sub.add_parser("validate", help="decode every file of a dataset; report bad ones and counts per split "
+                                        "(exit status 1 if any file is bad)")
+    v.add_argument("dataset", help="fma, gtzan, mtat, emomusic, jamendo, folder, csv, music21-styles")
+    v.add_argument("root", nargs="?", help="the dataset's folder as unpacked (csv: the manifest file)")
+    v.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a dataset option, e.g. subset=large (fma), split=random (gtzan), subset=genre (jamendo)")
+    v.add_argument("--sr", type=int, default=22050, help="decoding rate (Hz)")
+    v.add_argument("--min-seconds", type=float, default=1.0, help="shorter files are reported as too short")
+    v.add_argument("--workers", type=int, default=1, help="decoding processes (-1: all cores)")
     v.set_defaults(func=cmd_validate)
     return p
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,11 @@ from mirformer.representations.base import Representation
 from mirformer.representations.mel import LogMel
 from mirformer.representations.store import FeatureStore
 from mirformer.representations.vq import VQTokens, codebook_usage
-from mirformer.tasks import class_weights, classification_metrics
+from mirformer.tasks import make_task
 from mirformer.training.evaluate import predict_clips
 from mirformer.training.fit import fit_stage, load_module_weights
-from mirformer.training.modules import ClassifierModule, PretrainModule
+from mirformer.training.modules import DownstreamModule, PretrainModule
+from mirformer.training.strategies import head_for
 from mirformer.training.snippets import RandomSnippets, TiledSnippets
 
 
@@ -59,6 +61,11 @@ def versions() -> dict:
 
     return {"mirformer": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "lightning": lightning.__version__, "numpy": np.__version__, "platform": platform.platform()}
+
+
+def _csv(text: str) -> str:
+    """A predictions.csv cell: quoted when it holds a comma or a quote."""
+    return '"' + text.replace('"', '""') + '"' if ("," in text or '"' in text) else text
 
 
 # Which input each model kind reads.
@@ -104,7 +111,7 @@ class Comparison:
         self.dataset.prepare()
         tracks = self.dataset.tracks()
         self.classes = self.dataset.classes()
-        self.label_index = {c: i for i, c in enumerate(self.classes)}
+        self.task = make_task(self.dataset.task, self.classes)
         mel = LogMel(cfg.mel)
         self.inputs = {"mel": Inputs(mel, FeatureStore(paths.features_dir(), self.dataset.identity, mel),
                                      cfg.snippet_frames)}
@@ -130,15 +137,16 @@ class Comparison:
             self.tokenizer.update(codebook_usage(counts))
             self.log(f"tokenizer: {self.tokenizer['codes_used']}/{tokens.rep.vocab_size} codes used on the training "
                      f"split, entropy {self.tokenizer['entropy_bits']:.2f} bits")
-        self.weights = class_weights(self.targets(self.tracks["train"]), len(self.classes))
+        self.task.fit(self.tracks["train"])
 
     def extract(self, name: str, tracks: list[Track]) -> None:
         """Store one input of every track; a clip that cannot fill a quarter window is skipped."""
         inp = self.inputs[name]
         self.log(f"{name} features: {inp.store.dir}")
         min_seconds = inp.length / inp.rep.frames_per_second / 4
-        self.skipped.update(inp.store.extract(tracks, workers=self.cfg.workers, min_seconds=min_seconds,
-                                              progress=self.progress))
+        skipped = inp.store.extract(tracks, workers=self.cfg.workers, min_seconds=min_seconds, progress=self.progress)
+        notes = self.dataset.known_bad
+        self.skipped.update({tid: f"{why} ({notes[tid]})" if tid in notes else why for tid, why in skipped.items()})
 
     def token_window(self, tokens_per_second: float) -> int:
         """Token window: ``token_snippet_frames``, or the seconds of a mel window."""
@@ -193,8 +201,8 @@ class Comparison:
             raise ConfigError(f"{name}: windows of {length} frames exceed encoder.max_len={self.cfg.encoder.max_len}; "
                               "raise encoder.max_len or shorten the window (snippet_frames / token_snippet_frames)")
 
-    def targets(self, tracks: list[Track]) -> list[int]:
-        return [self.label_index[t.label] for t in tracks]
+    def targets(self, tracks: list[Track]) -> list:
+        return [self.task.target(t) for t in tracks]
 
     def random_snippets(self, split: str, copies: int, kind: str) -> ConcatDataset:
         ts, inp = self.tracks[split], self.inputs[INPUT_OF[kind]]
@@ -213,14 +221,15 @@ class Comparison:
                           num_workers=workers, persistent_workers=workers > 0)
 
     # ---- stages ------------------------------------------------------------------------
-    def new_model(self, kind: str, n_classes: int) -> Former:
+    def new_model(self, kind: str, n_classes: int, **head) -> Former:
+        """A seeded random ``kind``; ``head`` (``head``, ``pooling``) configures the downstream head."""
         torch.manual_seed(self.cfg.seed)
         rep = self.inputs[INPUT_OF[kind]].rep
         if kind == "spectroformer":
-            return Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.dim, n_classes=n_classes)
+            return Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.dim, n_classes=n_classes, **head)
         codebook = rep.codebook()
         model = Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.vocab_size, n_classes=n_classes,
-                       codebook_dim=codebook.shape[1])
+                       codebook_dim=codebook.shape[1], **head)
         if kind == "codebookformer":
             model.frontend.set_codebook(codebook)
         return model
@@ -256,58 +265,99 @@ class Comparison:
         module.model.save(encoder_path)
         return encoder_path
 
-    def classify(self, name: str, kind: str, stage_cfg, model: Former) -> dict:
-        """Train a classifier stage (or reuse its result) and evaluate it on every split."""
+    def downstream(self, name: str, kind: str, stage_cfg, pretrained: Path | None = None) -> dict:
+        """Train a downstream stage (every grid point, if a grid is set), select on validation, evaluate.
+
+        Only the selected setting is scored on the test split; the grid keeps every point's
+        best validation scores. Each grid point is its own resumable stage folder.
+        """
         stage = self.run_dir / name
         done = stage / "result.json"
         if done.exists():
             self.log(f"{name}: reusing {done}")
             return json.loads(done.read_text())
-        cfg = self.cfg
-        self.log(f"training {name}")
-        val = self.tiled("validation", kind)
-        module = ClassifierModule(model, class_weights=self.weights, optim=stage_cfg.optim,
-                                  n_val_tracks=len(val.ids), val_targets=torch.tensor(val.targets))
-        t0 = time.time()
-        history, best = fit_stage(
-            module,
-            self.loader(self.random_snippets("train", stage_cfg.snippets_per_track, kind), stage_cfg.batch_size, True),
-            self.loader(val, cfg.eval_batch_size, False),
-            stage_dir=stage, epochs=stage_cfg.epochs, monitor="val/macro_f1", mode="max",
-            trainer_cfg=cfg.trainer, seed=cfg.seed)
-        load_module_weights(module, best)
-        result = {"name": name, "model": kind, "input": INPUT_OF[kind], "pretrained": "pretrained" in name,
-                  "checkpoint": str(best), "history": history, "seconds": time.time() - t0}
+        points = stage_cfg.grid.points(stage_cfg.batch_size, stage_cfg.optim.lr)
+        t0, trained = time.time(), []
+        for batch_size, lr in points:
+            point_cfg = replace(stage_cfg, batch_size=batch_size, optim=replace(stage_cfg.optim, lr=lr))
+            folder = stage if len(points) == 1 else stage / f"bs{batch_size}-lr{lr:g}"
+            trained.append(self.train_point(name, folder, kind, point_cfg, pretrained))
+        monitor = self.task.monitor
+        best = max(trained, key=lambda p: p["best"].get(f"val_{monitor}", float("-inf")))
+        module = self.downstream_module(kind, replace(stage_cfg, batch_size=best["batch_size"]), pretrained)
+        load_module_weights(module, Path(best["checkpoint"]))
+        result = {"name": name, "model": kind, "input": INPUT_OF[kind], "pretrained": pretrained is not None,
+                  "task": self.task.kind, "strategy": stage_cfg.strategy, "pooling": stage_cfg.pooling,
+                  "checkpoint": best["checkpoint"], "history": best["history"], "seconds": time.time() - t0}
+        if len(points) > 1:
+            result["grid"] = [{k: p[k] for k in ("batch_size", "lr", "best", "checkpoint")} for p in trained]
+            result["selected"] = {"batch_size": best["batch_size"], "lr": best["lr"], "monitor": f"val_{monitor}"}
+            self.log(f"{name}: selected batch {best['batch_size']}, lr {best['lr']:g} on validation {monitor}")
         result.update(self.evaluate(module.model, stage, kind))
         write_json(done, result)
         return result
 
+    def downstream_module(self, kind: str, stage_cfg, pretrained: Path | None) -> DownstreamModule:
+        """A fresh downstream model (the pretrained encoder, or a seeded random one) in its Lightning module."""
+        head = head_for(stage_cfg.strategy)
+        if pretrained is not None:
+            torch.manual_seed(self.cfg.seed)  # the new head's initialisation
+            model = load_former(pretrained, n_classes=self.task.n_outputs, head=head, pooling=stage_cfg.pooling)
+        else:
+            model = self.new_model(kind, self.task.n_outputs, head=head, pooling=stage_cfg.pooling)
+        val = self.tracks["validation"]
+        return DownstreamModule(model, task=self.task, optim=stage_cfg.optim, n_val_tracks=len(val),
+                                val_targets=self.task.targets(val), strategy=stage_cfg.strategy)
+
+    def train_point(self, name: str, folder: Path, kind: str, stage_cfg, pretrained: Path | None) -> dict:
+        """Train one setting of a downstream stage (or reuse it); return its history and best checkpoint."""
+        done = folder / "fit.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        lr = "warmup schedule" if stage_cfg.optim.lr is None else f"lr {stage_cfg.optim.lr:g}"
+        self.log(f"training {name} ({self.task.kind}, {stage_cfg.strategy}, batch {stage_cfg.batch_size}, {lr})")
+        module = self.downstream_module(kind, stage_cfg, pretrained)
+        t0 = time.time()
+        history, best = fit_stage(
+            module,
+            self.loader(self.random_snippets("train", stage_cfg.snippets_per_track, kind), stage_cfg.batch_size, True),
+            self.loader(self.tiled("validation", kind), self.cfg.eval_batch_size, False),
+            stage_dir=folder, epochs=stage_cfg.epochs, monitor=f"val/{self.task.monitor}", mode="max",
+            trainer_cfg=self.cfg.trainer, seed=self.cfg.seed)
+        key = f"val_{self.task.monitor}"
+        scored = [row for row in history if row.get(key) is not None and math.isfinite(row[key])]
+        best_row = max(scored, key=lambda row: row[key]) if scored else {}
+        point = {"batch_size": stage_cfg.batch_size, "lr": stage_cfg.optim.lr, "checkpoint": str(best),
+                 "history": history, "best": {k: v for k, v in best_row.items() if k.startswith("val_") or k == "epoch"},
+                 "seconds": time.time() - t0}
+        write_json(done, point)
+        return point
+
     def evaluate(self, model: Former, stage: Path, kind: str) -> dict:
         """Clip-level metrics on every split; predictions saved as CSV beside them."""
         device = "cuda" if self.cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
-        splits, rows = {}, ["split,track_id,label,predicted"]
+        splits, rows = {}, ["split,track_id,target,predicted"]
         for split in ("train", "validation", "test"):
             tiled = self.tiled(split, kind)
-            logits = predict_clips(model, tiled, batch_size=self.cfg.eval_batch_size,
-                                   precision=self.cfg.trainer.precision, device=device)
-            targets = torch.tensor(tiled.targets)
-            splits[split] = classification_metrics(logits, targets, n_classes=len(self.classes), weights=self.weights)
-            rows += [f"{split},{tid},{self.classes[t]},{self.classes[p]}"
-                     for tid, t, p in zip(tiled.ids, tiled.targets, logits.argmax(-1).tolist())]
+            outputs = predict_clips(model, tiled, batch_size=self.cfg.eval_batch_size,
+                                    precision=self.cfg.trainer.precision, device=device)
+            splits[split] = self.task.metrics(outputs, self.task.targets(self.tracks[split]))
+            rows += [f"{split},{t.id},{_csv(self.task.describe(t))},{_csv(self.task.describe_output(o))}"
+                     for t, o in zip(self.tracks[split], outputs)]
         write_text(stage / "predictions.csv", "\n".join(rows) + "\n")
         return {"splits": splits}
 
     def baseline(self) -> dict:
         from mirformer.experiments.baseline import run_mfcc_baseline
 
-        done = self.run_dir / "mfcc-logreg" / "result.json"
+        done = self.run_dir / "mfcc-linear" / "result.json"
         if done.exists():
-            self.log(f"mfcc-logreg: reusing {done}")
+            self.log(f"mfcc-linear: reusing {done}")
             return json.loads(done.read_text())
-        self.log("classical baseline: MFCC statistics + logistic regression")
+        self.log("classical baseline: MFCC statistics + a linear model")
         t0 = time.time()
         tracks = [t for ts in self.tracks.values() for t in ts]
-        result = run_mfcc_baseline(tracks, classes=self.classes, sample_rate=self.inputs["mel"].rep.sample_rate,
+        result = run_mfcc_baseline(tracks, classes=self.classes, task=self.task.kind, sample_rate=self.inputs["mel"].rep.sample_rate,
                                    max_seconds=self.cfg.baseline_seconds, seed=self.cfg.seed,
                                    workers=self.cfg.workers, progress=self.progress)
         result["seconds"] = time.time() - t0
@@ -324,23 +374,24 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
     write_json(cmp.run_dir / "config.json", {"config": asdict(cfg), "seed": cfg.seed, "versions": versions()})
     cmp.prepare_data()
     setups: dict[str, dict] = {}
-    n_classes = len(cmp.classes)
     for kind in MODEL_KINDS:
         name = f"{kind}-pretrained-finetuned"
         if name in cfg.setups:
-            model = load_former(cmp.pretrain(kind), n_classes=n_classes)
+            encoder = cmp.pretrain(kind)
             pre = json.loads((cmp.run_dir / f"{kind}-pretrain" / "history.json").read_text())
-            setups[name] = cmp.classify(name, kind, cfg.finetune, model)
+            setups[name] = cmp.downstream(name, kind, cfg.finetune, encoder)
             setups[name]["pretrain_history"] = pre["history"]
         name = f"{kind}-scratch"
         if name in cfg.setups:
-            setups[name] = cmp.classify(name, kind, cfg.scratch, cmp.new_model(kind, n_classes))
-    if "mfcc-logreg" in cfg.setups:
-        setups["mfcc-logreg"] = cmp.baseline()
+            setups[name] = cmp.downstream(name, kind, cfg.scratch)
+    if "mfcc-linear" in cfg.setups:
+        setups["mfcc-linear"] = cmp.baseline()
     results = {
         "name": cfg.name,
         "dataset": cmp.dataset.name,
         "dataset_root": str(cmp.dataset.root),
+        "task": cmp.task.kind,
+        "monitor": cmp.task.monitor,
         "classes": cmp.classes,
         "counts": {s: len(ts) for s, ts in cmp.tracks.items()},
         "representations": {name: {"name": inp.rep.name, "window_frames": inp.length,

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from mirformer.config import from_dict, merge, to_dict
 from mirformer.errors import ConfigError
 from mirformer.experiments.train_vqvae import VQVAETrainConfig
 from mirformer.models.encoder import EncoderConfig
+from mirformer.models.heads import POOLINGS
 from mirformer.objectives.spectro_masking import SpectroMaskConfig
 from mirformer.objectives.token_masking import TokenMaskConfig
-from mirformer.representations.mel import MelConfig
+from mirformer.representations.mel import THESIS, MelConfig
 from mirformer.representations.vqvae.model import SMALL
 from mirformer.training.fit import TrainerConfig
 from mirformer.training.modules import OptimConfig
+from mirformer.training.strategies import check_strategy
 
 
 @dataclass
@@ -24,11 +26,46 @@ class DataConfig:
 
 
 @dataclass
+class GridConfig:
+    """A sweep over batch size x static learning rate, selected on the validation split.
+
+    An empty list keeps the stage's own value; both empty: no sweep.
+    """
+
+    batch_size: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+
+    def __post_init__(self):
+        # YAML 1.1 reads "2e-5" as a string; a list's items are not checked by the config loader.
+        try:
+            self.batch_size = [int(b) for b in self.batch_size]
+            self.lr = [float(r) for r in self.lr]
+        except (TypeError, ValueError):
+            raise ConfigError(f"grid.batch_size must list integers and grid.lr numbers, got "
+                              f"{self.batch_size!r} and {self.lr!r}") from None
+
+    def points(self, batch_size: int, lr: float | None) -> list[tuple[int, float | None]]:
+        return [(b, r) for b in (self.batch_size or [batch_size]) for r in (self.lr or [lr])]
+
+
+@dataclass
 class StageConfig:
     epochs: int = 10
     batch_size: int = 64
     snippets_per_track: int = 1  # random crops drawn from each training clip per epoch
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # Downstream stages only: what trains (mirformer.training.strategies) and what the head reads.
+    strategy: str = "full"  # full | linear-probe | mlp-probe | frozen-frontend
+    pooling: str = "cls"  # cls | mean
+    grid: GridConfig = field(default_factory=GridConfig)
+
+    def __post_init__(self):
+        check_strategy(self.strategy)
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.grid.lr and self.optim.lr is None:
+            raise ConfigError("grid.lr sweeps a static learning rate; this stage uses the warmup schedule "
+                              "(optim.lr is None): set optim.lr or leave grid.lr empty")
 
 
 @dataclass
@@ -49,7 +86,7 @@ class TokenizerConfig:
 MODEL_KINDS = ("spectroformer", "tokenformer", "codebookformer")
 # The thesis' Table 6: each model pretrained + fine-tuned and trained from scratch; then the baseline.
 SETUPS = tuple(f"{kind}-{mode}" for kind in MODEL_KINDS for mode in ("pretrained-finetuned", "scratch")) + (
-    "mfcc-logreg",)
+    "mfcc-linear",)
 
 
 @dataclass
@@ -123,15 +160,68 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# The thesis (Duda 2022, Tables 3-5) on FMA medium's top genres: the base config is the thesis'
+# model and masking; this adds its data, features and schedule. Pretraining runs 156k steps:
+# 19,922 training clips / batch 64 = 312 steps per epoch, 500 epochs. TokenFormer and
+# CodebookFormer read Jukebox's top level (hop 128 at 44.1 kHz) when tokenizer.checkpoint is
+# OpenAI's vqvae.pth.tar; without it, a Jukebox-architecture VQ-VAE is trained on the training split.
+THESIS_GRID = {"batch_size": [16, 32], "lr": [2e-5, 5e-5]}
+PRESETS["thesis-fma-medium"] = {
+    "name": "thesis-fma-medium",
+    "data": {"name": "fma", "options": {"subset": "medium", "labels": "genre_top"}},
+    "mel": asdict(THESIS),
+    "snippet_frames": 1344,
+    "pretrain": {"epochs": 500, "batch_size": 64, "optim": {"warmup": 8000}},
+    "finetune": {"epochs": 40, "batch_size": 32, "optim": {"lr": 5e-5}, "grid": THESIS_GRID},
+    "scratch": {"epochs": 40, "batch_size": 64, "optim": {"warmup": 8000}},
+    "trainer": {"num_workers": 4},
+}
+
+# Standard benchmarks at a size a single GPU trains in hours: 22.05 kHz / hop 512 log-mel
+# (Patchifier's rate), a d256 encoder, a one-level VQ-VAE whose tokens share the mel frame
+# rate, the thesis' fine-tuning grid. Metrics follow the dataset's task.
+_BENCHMARK = {
+    "mel": {"sample_rate": 22050, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "ref": "1.0"},
+    "encoder": {"d_model": 256, "n_layers": 4, "n_heads": 4, "d_ff": 1024, "max_len": 2048},
+    "snippet_frames": 256,  # 5.9 s
+    "mask": {"block_frames": 5},
+    "tokenizer": {"train": {"vqvae": SMALL_HOP512, "epochs": 20, "crop_seconds": 1.0, "crops_per_track": 4,
+                            "batch_size": 8, "lr": 1e-3}},
+    "pretrain": {"epochs": 100, "batch_size": 32, "snippets_per_track": 4, "optim": {"warmup": 1000, "lr_scale": 0.3}},
+    "finetune": {"epochs": 40, "batch_size": 32, "snippets_per_track": 2, "optim": {"lr": 5e-5}, "grid": THESIS_GRID},
+    "scratch": {"epochs": 40, "batch_size": 32, "snippets_per_track": 2, "optim": {"warmup": 1000, "lr_scale": 0.3}},
+    "trainer": {"num_workers": 4},
+}
+# GTZAN: the fault-filtered split (Kereliuk et al. 2015); accuracy is the published metric.
+PRESETS["gtzan"] = merge(_BENCHMARK, {"name": "gtzan", "data": {"name": "gtzan", "options": {"split": "filtered"}}})
+# MagnaTagATune: top-50 tags, the hex-folder split; macro ROC-AUC / PR-AUC. The audio is 16 kHz,
+# so features stay at 16 kHz: hop 256 (62.5 frames/s, 3 s windows as musicnn) and a VQ-VAE with 8
+# stride-2 stages (hop 256).
+PRESETS["mtat"] = merge(_BENCHMARK, {
+    "name": "mtat",
+    "data": {"name": "mtat", "options": {"n_tags": 50}},
+    "mel": {"sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96},
+    "snippet_frames": 188,
+    "tokenizer": {"train": {"vqvae": {**SMALL_HOP512, "downs_t": [8], "sample_rate": 16000}}},
+    "pretrain": {"epochs": 30},
+})
+# Emo Music: static arousal / valence, the artist-hash split (JukeMIR); R2 per dimension.
+PRESETS["emomusic"] = merge(_BENCHMARK, {"name": "emomusic", "data": {"name": "emomusic"}})
+
+
 def resolve(preset: str | None = None, overrides: dict | None = None) -> CompareConfig:
     """Base config, then the preset's diff, then the user's overrides.
 
     Merging happens on dicts of the full base, so a preset that sets ``finetune.epochs`` keeps the
-    base's ``finetune.optim``.
+    base's ``finetune.optim``. Overriding ``data.name`` drops the preset's dataset options: they
+    belong to its dataset (the overrides' own options still apply).
     """
     resolved = to_dict(CompareConfig())
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
         resolved = merge(resolved, PRESETS[preset])
+    data = (overrides or {}).get("data") or {}
+    if data.get("name", resolved["data"]["name"]) != resolved["data"]["name"]:
+        resolved["data"]["options"] = {}
     return from_dict(CompareConfig, merge(resolved, overrides or {}))

@@ -20,6 +20,8 @@ from mirformer.atomic import atomic_path, write_text
 from mirformer.errors import ConfigError
 
 COLUMNS = ("setup", "F1 train", "F1 test", "loss train", "loss test", "accuracy test")
+# A monitor metric's display name (the curves' second panel).
+METRIC_LABELS = {"macro_f1": "macro F1", "roc_auc": "ROC-AUC", "r2": "R2"}
 
 
 def _fmt(value) -> str:
@@ -64,40 +66,96 @@ def _test_priors(results: dict) -> np.ndarray:
 def results_table(results: dict) -> str:
     """Markdown score table, one row per setup in insertion order, then a chance-level line.
 
-    Parameters
-    ----------
-    results : dict
-        ``{"classes": [...], "setups": {name: setup}}`` with each setup's ``splits`` holding
-        ``macro_f1``, ``loss`` (mean cross-entropy, nats) and ``accuracy``; missing values
-        print as ``n/a``.
+    The columns follow ``results["task"]`` (classification when absent):
 
-    Returns
-    -------
-    table : str
-        Columns ``setup | F1 train | F1 test | loss train | loss test | accuracy test`` with two
-        decimals, a blank line, and the chance level of uniform random guessing: macro F1 from
-        ``chance_macro_f1`` on the test class counts, accuracy ``1/K``, loss ``ln K``.
+    - classification: ``setup | F1 train | F1 test | loss train | loss test | accuracy test``
+      (macro F1; loss = class-weighted cross-entropy in nats); chance: macro F1 from
+      ``chance_macro_f1`` on the test class counts, accuracy ``1/K``, loss ``ln K``;
+    - tagging: ``setup | ROC-AUC train | ROC-AUC test | PR-AUC test | loss train | loss test``
+      (macro over tags; loss = binary cross-entropy); chance: ROC-AUC 0.5, PR-AUC the mean
+      positive rate of the scored test tags;
+    - regression: ``setup | R2 train | R2 test | R2 <target> test ... | MSE test`` (z-scored
+      targets); chance: R2 about 0 (always predicting the training mean).
+
+    Values print with two decimals; missing ones as ``n/a``.
     """
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|:---|" + "---:|" * (len(COLUMNS) - 1)]
+    task = results.get("task", "classification")
+    names = results["classes"]
+    if task == "tagging":
+        columns = ("setup", "ROC-AUC train", "ROC-AUC test", "PR-AUC test", "loss train", "loss test")
+        keys = (("train", "roc_auc"), ("test", "roc_auc"), ("test", "pr_auc"), ("train", "loss"), ("test", "loss"))
+    elif task == "regression":
+        columns = ("setup", "R2 train", "R2 test", *(f"R2 {n} test" for n in names), "MSE test")
+        keys = (("train", "r2"), ("test", "r2"), *(("test", ("r2_per_target", n)) for n in names), ("test", "mse"))
+    else:
+        columns = COLUMNS
+        keys = (("train", "macro_f1"), ("test", "macro_f1"), ("train", "loss"), ("test", "loss"), ("test", "accuracy"))
+    lines = ["| " + " | ".join(columns) + " |", "|:---|" + "---:|" * (len(columns) - 1)]
     for name, setup in results["setups"].items():
-        cells = [
-            name.replace("|", "\\|"),
-            _fmt(_metric(setup, "train", "macro_f1")),
-            _fmt(_metric(setup, "test", "macro_f1")),
-            _fmt(_metric(setup, "train", "loss")),
-            _fmt(_metric(setup, "test", "loss")),
-            _fmt(_metric(setup, "test", "accuracy")),
-        ]
+        cells = [name.replace("|", "\\|")]
+        for split, key in keys:
+            if isinstance(key, tuple):
+                value = (_metric(setup, split, key[0]) or {}).get(key[1])
+            else:
+                value = _metric(setup, split, key)
+            cells.append(_fmt(value))
         lines.append("| " + " | ".join(cells) + " |")
-    k = len(results["classes"])
     # A blank line ends the table; a text line directly below would render as another row.
-    lines += [
-        "",
-        f"Chance (uniform random guessing over K = {k} classes): macro F1 ≈ "
-        f"{chance_macro_f1(_test_priors(results)):.2f} (mean of 2p/(Kp+1) over test class shares p), "
-        f"accuracy {1 / k:.2f} (1/K), loss {math.log(k):.2f} (ln K).",
-    ]
+    lines += ["", _chance_line(results, task)]
     return "\n".join(lines) + "\n"
+
+
+def _chance_line(results: dict, task: str) -> str:
+    k = len(results["classes"])
+    if task == "tagging":
+        rates = _test_positive_rates(results)
+        pr = f"{np.mean(rates):.2f} (mean positive rate of the scored test tags)" if rates else "n/a"
+        return f"Chance (random scores over {k} tags): ROC-AUC 0.50, PR-AUC {pr}."
+    if task == "regression":
+        return "Chance (always predicting the training mean): R2 about 0.00, MSE about 1.00 (z-scored targets)."
+    return (f"Chance (uniform random guessing over K = {k} classes): macro F1 ≈ "
+            f"{chance_macro_f1(_test_priors(results)):.2f} (mean of 2p/(Kp+1) over test class shares p), "
+            f"accuracy {1 / k:.2f} (1/K), loss {math.log(k):.2f} (ln K).")
+
+
+def _test_positive_rates(results: dict) -> list[float]:
+    """Positive rate of each scored test tag (per-tag counts of the first setup that has them)."""
+    for setup in results["setups"].values():
+        per_tag, n = _metric(setup, "test", "per_tag"), _metric(setup, "test", "n")
+        if per_tag and n:
+            return [t["positives"] / n for t in per_tag.values() if t["roc_auc"] is not None]
+    return []
+
+
+def _grid_lines(setups: dict) -> list[str]:
+    """The fine-tuning grid of each swept setup: every point's validation score, the selected one marked."""
+    lines = []
+    for name, setup in setups.items():
+        grid, selected = setup.get("grid"), setup.get("selected") or {}
+        if not grid:
+            continue
+        monitor = selected.get("monitor", "")
+        lines += [f"### {name}", "", f"| batch | lr | {monitor} | selected |", "|---:|---:|---:|:---:|"]
+        for p in grid:
+            chosen = p["batch_size"] == selected.get("batch_size") and p["lr"] == selected.get("lr")
+            lines.append(f"| {p['batch_size']} | {p['lr']:g} | {_fmt(p['best'].get(monitor))} | {'yes' if chosen else ''} |")
+        lines.append("")
+    return lines
+
+
+def write_per_tag(setups: dict, path: str | Path) -> None:
+    """Test ROC-AUC and PR-AUC of every tag for every setup, one CSV row per tag."""
+    names = [n for n, s in setups.items() if _metric(s, "test", "per_tag")]
+    tags = list(_metric(setups[names[0]], "test", "per_tag")) if names else []
+    rows = ["tag,positives," + ",".join(f"{n} roc_auc,{n} pr_auc" for n in names)]
+    for tag in tags:
+        first = _metric(setups[names[0]], "test", "per_tag")[tag]
+        cells = [tag if "," not in tag else f'"{tag}"', str(first["positives"])]
+        for n in names:
+            entry = _metric(setups[n], "test", "per_tag")[tag]
+            cells += ["" if entry[k] is None else f"{entry[k]:.4f}" for k in ("roc_auc", "pr_auc")]
+        rows.append(",".join(cells))
+    write_text(path, "\n".join(rows) + "\n")
 
 
 def _save(fig: Figure, path: str | Path) -> None:
@@ -157,7 +215,8 @@ def _series(history: list[dict], key: str) -> tuple[list, list]:
 def plot_curves(results: dict, path: str | Path) -> None:
     """Write per-epoch curves of every setup with a history as one PNG.
 
-    Panels: fine-tuning loss, macro F1 and, if any setup has ``pretrain_history``, pretraining
+    Panels: fine-tuning loss, the task's validation metric (macro F1, ROC-AUC or R2; ``monitor``
+    in results, macro F1 by default) and, if any setup has ``pretrain_history``, pretraining
     loss; train solid, validation dashed, one colour per setup. Missing or None values are
     skipped point by point.
 
@@ -172,8 +231,10 @@ def plot_curves(results: dict, path: str | Path) -> None:
     setups = {n: s for n, s in results["setups"].items() if s.get("history") or s.get("pretrain_history")}
     panels = [
         ("history", "train_loss", "val_loss", "fine-tuning loss", "loss"),
-        ("history", "train_macro_f1", "val_macro_f1", "macro F1", "macro F1"),
     ]
+    monitor = results.get("monitor", "macro_f1")
+    label = METRIC_LABELS.get(monitor, monitor)
+    panels.append(("history", f"train_{monitor}", f"val_{monitor}", label, label))
     if any(s.get("pretrain_history") for s in setups.values()):
         panels.append(("pretrain_history", "train_loss", "val_loss", "pretraining loss", "loss"))
 
@@ -282,24 +343,34 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     dataset = results.get("dataset", "unknown dataset")
     table = results_table(results)
 
+    task = results.get("task", "classification")
+    what = {"classification": "classes", "tagging": "tags", "regression": "regression targets"}[task]
     md = [f"# Results: {dataset}", ""]
-    md += [f"Dataset `{dataset}`, {len(classes)} classes: {', '.join(classes)}.", ""]
-    md += ["## Scores", "", table]
+    md += [f"Dataset `{dataset}`, {task}, {len(classes)} {what}: {', '.join(classes)}.", ""]
+    md += ["## Scores (clip level: window outputs averaged per clip)", "", table]
+    grid = _grid_lines(setups)
+    if grid:
+        md += ["## Fine-tuning grid (selected on validation; only the selected setting is scored on test)", "",
+               *grid]
+    if task == "tagging":
+        write_per_tag(setups, out / "per_tag_test.csv")
+        md += ["Per-tag test ROC-AUC and PR-AUC of every setup: [per_tag_test.csv](per_tag_test.csv).", ""]
     if results.get("tokenizer"):
         md += ["## Tokenizer", "", *_tokenizer_lines(results["tokenizer"])]
     if any(s.get("history") or s.get("pretrain_history") for s in setups.values()):
         plot_curves(results, out / "curves.png")
         md += ["## Training curves", "", "![training curves](curves.png)", ""]
-    md += ["## Confusion matrices (test split)", ""]
-    for name, setup in setups.items():
-        cm = _metric(setup, "test", "confusion")
-        md += [f"### {name}", ""]
-        if cm is None:
-            md += ["No test confusion matrix saved.", ""]
-            continue
-        file = f"confusion_{slugs[name]}.png"
-        plot_confusion(cm, classes, out / file, title=f"{name}: test (n = {int(np.sum(cm))})")
-        md += [f"![{name} confusion matrix]({file})", ""]
+    if task == "classification":
+        md += ["## Confusion matrices (test split)", ""]
+        for name, setup in setups.items():
+            cm = _metric(setup, "test", "confusion")
+            md += [f"### {name}", ""]
+            if cm is None:
+                md += ["No test confusion matrix saved.", ""]
+                continue
+            file = f"confusion_{slugs[name]}.png"
+            plot_confusion(cm, classes, out / file, title=f"{name}: test (n = {int(np.sum(cm))})")
+            md += [f"![{name} confusion matrix]({file})", ""]
     skipped = _skipped_lines(results)
     if skipped:
         md += [f"## Skipped files ({len(skipped)})", "", *skipped, ""]

@@ -22,7 +22,7 @@ import torch.nn as nn
 from mirformer.errors import CheckpointError, ConfigError
 from mirformer.models.encoder import Encoder, EncoderConfig
 from mirformer.models.frontends import CodebookProjection, SpectrogramProjection, TokenEmbedding
-from mirformer.models.heads import ClassificationHead, PositionHead
+from mirformer.models.heads import HEADS, POOLINGS, PositionHead, make_head, pool
 
 # kind -> frontend factory(input_dim, d_model, codebook_dim); every kind predicts input_dim
 # values per position in pretraining (mel cells, or token-id logits).
@@ -35,7 +35,7 @@ TOKEN_KINDS = ("tokenformer", "codebookformer")
 
 
 class Former(nn.Module):
-    """Frontend + encoder + a pretraining head and (when ``n_classes > 0``) a classification head.
+    """Frontend + encoder + a pretraining head and (when ``n_classes > 0``) a downstream head.
 
     Parameters
     ----------
@@ -46,22 +46,29 @@ class Former(nn.Module):
     input_dim : int
         Features per input position F: mel bands (SpectroFormer) or vocabulary size (token kinds).
     n_classes : int
-        Classification outputs C; 0 for a pretraining-only model.
+        Downstream outputs C (classes, tags or regression targets); 0 for a pretraining-only model.
     codebook_dim : int
         Width of the codebook vectors (CodebookFormer only).
+    head : str
+        Downstream head: ``"linear"`` (dropout + linear) or ``"mlp"`` (one hidden ReLU layer).
+    pooling : str
+        What the head reads: ``"cls"`` (the CLS state) or ``"mean"`` (mean of the non-padding states).
     """
 
     def __init__(self, *, kind: str, encoder: EncoderConfig, input_dim: int, n_classes: int = 0,
-                 codebook_dim: int = 64):
+                 codebook_dim: int = 64, head: str = "linear", pooling: str = "cls"):
         super().__init__()
         if kind not in KINDS:
             raise ConfigError(f"unknown model kind {kind!r}; known: {sorted(KINDS)}")
+        if head not in HEADS or pooling not in POOLINGS:
+            raise ConfigError(f"head must be one of {HEADS} and pooling one of {POOLINGS}, got {head!r}, {pooling!r}")
+        self.head_kind, self.pooling = head, pooling
         self.kind, self.encoder_cfg, self.input_dim, self.n_classes = kind, encoder, input_dim, n_classes
         self.codebook_dim = codebook_dim
         self.frontend = KINDS[kind](input_dim, encoder.d_model, codebook_dim)
         self.encoder = Encoder(encoder)
         self.pretrain_head = PositionHead(encoder.d_model, input_dim, eps=encoder.norm_eps)
-        self.head = ClassificationHead(encoder.d_model, n_classes, encoder.dropout) if n_classes else None
+        self.head = make_head(head, encoder.d_model, n_classes, encoder.dropout) if n_classes else None
 
     def forward_encoder(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L, F) frames or (B, L) token ids, (B, L) bool padding -> (B, L + 1, D) (CLS first)."""
@@ -72,14 +79,15 @@ class Former(nn.Module):
         return self.pretrain_head(self.forward_encoder(x, pad)[:, 1:])
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """Inputs -> (B, C) logits from the CLS state."""
-        assert self.head is not None, "model built with n_classes=0 has no classification head"
-        return self.head(self.forward_encoder(x, pad)[:, 0])
+        """Inputs -> (B, C) outputs (logits, or regression values) from the pooled states."""
+        assert self.head is not None, "model built with n_classes=0 has no downstream head"
+        return self.head(pool(self.forward_encoder(x, pad), pad, self.pooling))
 
     # ---- checkpoints: plain tensors and primitives only, so torch.load(weights_only=True) reads them
     def spec(self) -> dict:
         return {"kind": self.kind, "encoder": asdict(self.encoder_cfg), "input_dim": self.input_dim,
-                "n_classes": self.n_classes, "codebook_dim": self.codebook_dim}
+                "n_classes": self.n_classes, "codebook_dim": self.codebook_dim, "head": self.head_kind,
+                "pooling": self.pooling}
 
     def save(self, path: str | Path) -> None:
         from mirformer.atomic import atomic_path
@@ -88,10 +96,11 @@ class Former(nn.Module):
             torch.save({"spec": self.spec(), "state_dict": self.state_dict()}, tmp)
 
 
-def load_former(path: str | Path, *, n_classes: int | None = None) -> Former:
-    """Load a saved Former; with ``n_classes`` given, attach a fresh classification head.
+def load_former(path: str | Path, *, n_classes: int | None = None, head: str = "linear",
+                pooling: str = "cls") -> Former:
+    """Load a saved Former; with ``n_classes`` given, attach a fresh ``head`` reading ``pooling``.
 
-    Only the classification head may be missing from the checkpoint (fine-tuning a pretrained
+    Only the downstream head may be missing from the checkpoint (fine-tuning a pretrained
     encoder); any other mismatch raises ``CheckpointError``.
     """
     try:
@@ -101,7 +110,7 @@ def load_former(path: str | Path, *, n_classes: int | None = None) -> Former:
     spec = dict(ckpt["spec"])
     spec["encoder"] = EncoderConfig(**spec["encoder"])
     if n_classes is not None:
-        spec["n_classes"] = n_classes
+        spec.update(n_classes=n_classes, head=head, pooling=pooling)
     model = Former(**spec)
     state = {k: v for k, v in ckpt["state_dict"].items() if not (n_classes is not None and k.startswith("head."))}
     missing, unexpected = model.load_state_dict(state, strict=False)

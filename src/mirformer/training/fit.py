@@ -34,10 +34,8 @@ class TrainerConfig:
 
 
 class History(Callback):
-    """Per-epoch metrics, kept in the checkpoint so a resumed run keeps its curves."""
-
-    KEYS = {"train/loss": "train_loss", "val/loss": "val_loss", "train/macro_f1": "train_macro_f1",
-            "val/macro_f1": "val_macro_f1", "val/accuracy": "val_accuracy"}
+    """Per-epoch metrics (every ``train/*`` and ``val/*`` value, as ``train_loss``, ``val_roc_auc``...),
+    kept in the checkpoint so a resumed run keeps its curves."""
 
     def __init__(self):
         self.rows: list[dict] = []
@@ -47,7 +45,8 @@ class History(Callback):
             return
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row.update({short: float(m[k]) for k, short in self.KEYS.items() if k in m})
+        row.update({k.replace("/", "_"): float(v) for k, v in sorted(m.items())
+                    if k.startswith(("train/", "val/")) and v.numel() == 1})
         self.rows.append(row)
 
     def state_dict(self):

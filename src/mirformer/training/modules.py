@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torchmetrics.classification import MulticlassF1Score
 
 from mirformer.errors import MirformerError
 from mirformer.models.former import Former
-from mirformer.tasks import classification_metrics
+from mirformer.tasks import Task
+from mirformer.training.strategies import freeze
 from mirformer.training.schedule import inverse_sqrt_warmup
 
 
@@ -36,7 +36,8 @@ class _Base(L.LightningModule):
         self.optim = optim
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=1.0 if self.optim.lr is None else self.optim.lr,
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(trainable, lr=1.0 if self.optim.lr is None else self.optim.lr,
                                betas=tuple(self.optim.betas), eps=self.optim.eps, weight_decay=self.optim.weight_decay)
         if self.optim.lr is not None:
             return opt
@@ -77,35 +78,47 @@ class PretrainModule(_Base):
                  sync_dist=True)
 
 
-class ClassifierModule(_Base):
-    """Class-weighted cross-entropy on random snippets; validation averages window logits per clip."""
+class DownstreamModule(_Base):
+    """A downstream task on random snippets; validation averages window outputs per clip.
 
-    def __init__(self, model: Former, *, class_weights: torch.Tensor, optim: OptimConfig, n_val_tracks: int,
-                 val_targets: torch.Tensor):
+    ``task`` (``mirformer.tasks``) gives the loss and the clip-level metrics; ``strategy``
+    (``mirformer.training.strategies``) freezes parts of the model, which then stay in eval mode.
+    """
+
+    def __init__(self, model: Former, *, task: Task, optim: OptimConfig, n_val_tracks: int,
+                 val_targets: torch.Tensor, strategy: str = "full"):
         super().__init__(model, optim)
-        self.n_classes = model.n_classes
-        self.register_buffer("class_weights", class_weights.float())
-        self.register_buffer("val_targets", val_targets.long(), persistent=False)
+        self.task = task
+        self.frozen = freeze(model, strategy)
+        self.register_buffer("val_targets", val_targets, persistent=False)
         self.n_val_tracks = n_val_tracks
-        self.train_f1 = MulticlassF1Score(num_classes=self.n_classes, average="macro")
+        self.train_f1 = MulticlassF1Score(num_classes=task.n_outputs, average="macro") \
+            if task.kind == "classification" else None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for part in self.frozen:
+            part.eval()
+        return self
 
     def training_step(self, batch, batch_idx):
-        logits = self.model(batch["x"], batch["pad"])
-        loss = F.cross_entropy(logits.float(), batch["y"], weight=self.class_weights)
+        outputs = self.model(batch["x"], batch["pad"])
+        loss = self.task.loss(outputs, batch["y"])
         self._check_finite(loss)
-        self.train_f1(logits.argmax(-1), batch["y"])
         n = len(batch["x"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
-        self.log("train/macro_f1", self.train_f1, on_step=False, on_epoch=True, batch_size=n)
+        if self.train_f1 is not None:
+            self.train_f1(outputs.argmax(-1), batch["y"])
+            self.log("train/macro_f1", self.train_f1, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def on_validation_epoch_start(self):
-        self._val_sum = torch.zeros(self.n_val_tracks, self.n_classes, device=self.device)
+        self._val_sum = torch.zeros(self.n_val_tracks, self.task.n_outputs, device=self.device)
         self._val_count = torch.zeros(self.n_val_tracks, device=self.device)
 
     def validation_step(self, batch, batch_idx):
-        logits = self.model(batch["x"], batch["pad"]).float()
-        self._val_sum.index_add_(0, batch["track"], logits)
+        outputs = self.model(batch["x"], batch["pad"]).float()
+        self._val_sum.index_add_(0, batch["track"], outputs)
         self._val_count.index_add_(0, batch["track"], torch.ones_like(batch["track"], dtype=torch.float32))
 
     def on_validation_epoch_end(self):
@@ -113,7 +126,6 @@ class ClassifierModule(_Base):
         if self.trainer.world_size > 1:  # each rank saw some windows: sum them
             total, count = self.all_gather(total).sum(0), self.all_gather(count).sum(0)
         seen = count > 0
-        m = classification_metrics(total[seen] / count[seen, None], self.val_targets[seen],
-                                   n_classes=self.n_classes, weights=self.class_weights)
-        self.log_dict({"val/loss": m["loss"], "val/macro_f1": m["macro_f1"], "val/accuracy": m["accuracy"]},
-                      prog_bar=True)
+        m = self.task.metrics(total[seen] / count[seen, None], self.val_targets[seen])
+        names = ("loss",) + self.task.metric_names
+        self.log_dict({f"val/{k}": m[k] for k in names}, prog_bar=True)
