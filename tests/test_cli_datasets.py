@@ -9,7 +9,7 @@ from test_fma import NO_AUDIO, TRIMMED, root  # noqa: F401  (the FMA fixture in 
 
 
 def test_validate_command_reports_fma_bad_files(root, capsys):  # noqa: F811
-    assert main(["validate", "fma", str(root), "--sr", "16000", "--option", "subset=medium"]) == 1
+    assert main(["validate", "fma", str(root), "--sr", "16000", "--option", "subset=medium", "--workers", "2"]) == 1
     out = capsys.readouterr().out
     assert "fma at" in out and "8 files, 4 bad" in out
     assert f"  133297: empty file (0 bytes) ({NO_AUDIO})" in out

@@ -56,7 +56,8 @@ def test_every_model_trains_on_the_task(tmp_path, task):
             "--data-root", str(manifest), "--set", f"setups={json.dumps(setups)}", "--out", str(out), "--quiet"]
     if task == "regression":  # the probes and the thesis' grid on the same run
         args += ["--set", "finetune.strategy=mlp-probe", "--set", "finetune.pooling=mean",
-                 "--set", "finetune.grid={batch_size: [4, 8], lr: [1e-3]}"]
+                 "--set", "finetune.grid={batch_size: [4, 8], lr: [1e-3]}",
+                 "--set", "scratch.grid={batch_size: [4, 8]}"]  # under the warmup schedule: batch only
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == task and list(results["setups"]) == setups
@@ -81,6 +82,9 @@ def test_every_model_trains_on_the_task(tmp_path, task):
         best = max(ft["grid"], key=lambda p: p["best"]["val_r2"])
         assert (ft["selected"]["batch_size"], ft["selected"]["lr"]) == (best["batch_size"], best["lr"])
         assert "## Fine-tuning grid" in report
+        scratch = results["setups"]["tokenformer-scratch"]
+        assert [(p["batch_size"], p["lr"]) for p in scratch["grid"]] == [(4, None), (8, None)]
+        assert (out / "tokenformer-scratch" / "bs8" / "fit.json").exists() and "| 4 | schedule |" in report
         for setup in results["setups"].values():
             assert set(setup["splits"]["test"]["r2_per_target"]) == {"pitch", "loudness"}
         assert results["setups"]["mfcc-linear"]["splits"]["test"]["r2"] > 0.5

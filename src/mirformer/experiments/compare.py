@@ -68,6 +68,11 @@ def _csv(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if ("," in text or '"' in text) else text
 
 
+def _point_name(batch_size: int, lr: float | None) -> str:
+    """A grid point's folder: ``bs16-lr2e-05``; ``bs16`` under the warmup schedule."""
+    return f"bs{batch_size}" + ("" if lr is None else f"-lr{lr:g}")
+
+
 # Which input each model kind reads.
 INPUT_OF = {"spectroformer": "mel", "tokenformer": "tokens", "codebookformer": "tokens"}
 
@@ -280,7 +285,7 @@ class Comparison:
         t0, trained = time.time(), []
         for batch_size, lr in points:
             point_cfg = replace(stage_cfg, batch_size=batch_size, optim=replace(stage_cfg.optim, lr=lr))
-            folder = stage if len(points) == 1 else stage / f"bs{batch_size}-lr{lr:g}"
+            folder = stage if len(points) == 1 else stage / _point_name(batch_size, lr)
             trained.append(self.train_point(name, folder, kind, point_cfg, pretrained))
         monitor = self.task.monitor
         best = max(trained, key=lambda p: p["best"].get(f"val_{monitor}", float("-inf")))
@@ -292,7 +297,7 @@ class Comparison:
         if len(points) > 1:
             result["grid"] = [{k: p[k] for k in ("batch_size", "lr", "best", "checkpoint")} for p in trained]
             result["selected"] = {"batch_size": best["batch_size"], "lr": best["lr"], "monitor": f"val_{monitor}"}
-            self.log(f"{name}: selected batch {best['batch_size']}, lr {best['lr']:g} on validation {monitor}")
+            self.log(f"{name}: selected {_point_name(best['batch_size'], best['lr'])} on validation {monitor}")
         result.update(self.evaluate(module.model, stage, kind))
         write_json(done, result)
         return result

@@ -138,7 +138,8 @@ def _grid_lines(setups: dict) -> list[str]:
         lines += [f"### {name}", "", f"| batch | lr | {monitor} | selected |", "|---:|---:|---:|:---:|"]
         for p in grid:
             chosen = p["batch_size"] == selected.get("batch_size") and p["lr"] == selected.get("lr")
-            lines.append(f"| {p['batch_size']} | {p['lr']:g} | {_fmt(p['best'].get(monitor))} | {'yes' if chosen else ''} |")
+            lr = "schedule" if p["lr"] is None else f"{p['lr']:g}"
+            lines.append(f"| {p['batch_size']} | {lr} | {_fmt(p['best'].get(monitor))} | {'yes' if chosen else ''} |")
         lines.append("")
     return lines
 
