@@ -26,7 +26,6 @@ from mirformer.audio import load_audio
 from mirformer.errors import AudioError, ConfigError
 
 SPLITS = ("train", "validation", "test")
-TASKS = ("classification", "tagging", "regression")
 
 
 @dataclass(frozen=True)
@@ -185,8 +184,3 @@ def register_dataset(cls):
     DATASETS[cls.name] = cls
     return cls
 
-
-def get_dataset(name: str, root: str | Path) -> Dataset:
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    return DATASETS[name](root)
