@@ -108,6 +108,11 @@ class Dataset(ABC):
             return sorted({tag for t in ts for tag in (t.labels or ())})
         return list(self.target_names)
 
+    def explain(self, track_id: str, reason: str) -> str:
+        """Why a file is unusable: the decoder's ``reason``, plus the maintainers' note for a ``known_bad`` id."""
+        note = self.known_bad.get(track_id)
+        return f"{reason} ({note})" if note else reason
+
     def validate(self, *, sr: int = 22050, min_seconds: float = 0.0, workers: int = 1,
                  progress: bool = True) -> ValidationReport:
         """Decode every file; report missing, undecodable, silent and too-short ones by id.
@@ -123,8 +128,7 @@ class Dataset(ABC):
         bar = tqdm(reasons, total=len(tracks), desc=f"validate {self.name}", unit="file", disable=not progress)
         for t, reason in zip(tracks, bar):
             if reason is not None:
-                note = self.known_bad.get(t.id)
-                bad[t.id] = f"{reason} ({note})" if note else reason
+                bad[t.id] = self.explain(t.id, reason)
                 continue
             if self.task == "classification":
                 keys = [t.label]

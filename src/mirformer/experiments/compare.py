@@ -150,8 +150,7 @@ class Comparison:
         self.log(f"{name} features: {inp.store.dir}")
         min_seconds = inp.length / inp.rep.frames_per_second / 4
         skipped = inp.store.extract(tracks, workers=self.cfg.workers, min_seconds=min_seconds, progress=self.progress)
-        notes = self.dataset.known_bad
-        self.skipped.update({tid: f"{why} ({notes[tid]})" if tid in notes else why for tid, why in skipped.items()})
+        self.skipped.update({tid: self.dataset.explain(tid, why) for tid, why in skipped.items()})
 
     def token_window(self, tokens_per_second: float) -> int:
         """Token window: ``token_snippet_frames``, or the seconds of a mel window."""
