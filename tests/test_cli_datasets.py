@@ -27,22 +27,37 @@ def test_compare_preset_needs_a_data_root(capsys):
     assert "--data-root" in capsys.readouterr().err
 
 
+def _validate_bad(root, capsys, *extra) -> dict[str, str]:  # noqa: F811
+    """``mirformer validate``'s bad files, parsed from its output: {id: reason}."""
+    main(["validate", "fma", str(root), "--sr", "16000", "--option", "subset=medium", *extra])
+    lines = capsys.readouterr().out.split("good files per")[0].splitlines()
+    return dict(line.strip().split(": ", 1) for line in lines if line.startswith("  "))
+
+
 @pytest.mark.slow
-def test_thesis_preset_on_fma_skips_and_lists_bad_files(root, tmp_path):  # noqa: F811
-    out = tmp_path / "run"
-    args = ["compare", "--preset", "thesis-fma-medium", "--data-root", str(root), "--out", str(out), "--quiet",
+def test_validate_and_compare_apply_one_rule_for_bad_files(root, tmp_path, capsys):  # noqa: F811
+    """The files `validate` reports are exactly the files `compare` skips, with the same reasons,
+    under the default minimum duration and under a user's ``data.min_seconds``."""
+    args = ["compare", "--preset", "thesis-fma-medium", "--data-root", str(root), "--quiet",
             "--set", "mel={sample_rate: 16000, n_fft: 512, hop_length: 256, n_mels: 32}",
             "--set", "encoder={d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_len: 256}",
             "--set", "snippet_frames=48", "--set", "mask.block_frames=4", "--set", "workers=1",
             "--set", "trainer.num_workers=0", "--set", "scratch.epochs=1",
             "--set", 'setups=["spectroformer-scratch"]']
-    assert main(args) == 0
-    results = json.loads((out / "results.json").read_text())
-    assert results["dataset"] == "fma" and results["task"] == "classification"
-    assert results["classes"] == ["Electronic", "Folk", "Hip-Hop", "Pop", "Rock"]
-    # 001486's 0.5 s still fills a quarter of a 48-frame window (0.19 s), so it trains, padded and masked.
-    assert set(results["skipped"]) == {"000140", "099134", "133297"}
+    bad = _validate_bad(root, capsys)
+    # 001486 is 0.5 s: under the default 1 s minimum it is bad for both.
+    assert set(bad) == {"000140", "001486", "099134", "133297"}
+    assert main([*args, "--out", str(tmp_path / "default")]) == 0
+    results = json.loads((tmp_path / "default" / "results.json").read_text())
+    assert results["skipped"] == bad
     assert results["skipped"]["133297"] == f"empty file (0 bytes) ({NO_AUDIO})"
-    assert results["counts"] == {"train": 2, "validation": 1, "test": 2}
-    report = (out / "report.md").read_text()
-    assert "## Skipped files (3)" in report and "`099134`: cannot decode" in report
+    assert results["counts"] == {"train": 1, "validation": 1, "test": 2}
+    report = (tmp_path / "default" / "report.md").read_text()
+    assert "## Skipped files (4)" in report and "`099134`: cannot decode" in report
+
+    # A user who keeps short clips keeps them in both.
+    bad = _validate_bad(root, capsys, "--min-seconds", "0.25")
+    assert set(bad) == {"000140", "099134", "133297"}
+    assert main([*args, "--set", "data.min_seconds=0.25", "--out", str(tmp_path / "short")]) == 0
+    results = json.loads((tmp_path / "short" / "results.json").read_text())
+    assert results["skipped"] == bad and results["counts"] == {"train": 2, "validation": 1, "test": 2}

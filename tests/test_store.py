@@ -72,7 +72,7 @@ def test_resume_uses_finished_parts_and_appends_new_tracks(tmp_path, tracks, mon
     # An interrupted run left a finished part for t2: it must be used, not recomputed.
     parts = store.dir / "parts"
     parts.mkdir()
-    np.save(parts / "t2.npy", np.full((3, 2), 7.0, np.float32))
+    np.savez(parts / "t2.npz", features=np.full((3, 2), 7.0, np.float32), samples=3 * 256)
     calls = []
     import mirformer.representations.store as store_mod
 
@@ -86,6 +86,7 @@ def test_resume_uses_finished_parts_and_appends_new_tracks(tmp_path, tracks, mon
         np.testing.assert_array_equal(again.get(t), arr)
     index = json.loads((again.dir / "index.json").read_text())
     assert set(index["tracks"]) == {"t0", "t1", "t2", "t3"} and "bad" in index["failed"]
+    assert index["seconds"] == {"t0": 1.0, "t1": 2.0, "t2": 3 * 256 / 8000, "t3": 3.0}
     # Nothing left to do: a third run encodes nothing.
     calls.clear()
     FeatureStore(tmp_path, "toy", rep).extract(tracks, progress=False)

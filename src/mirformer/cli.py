@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from mirformer.audio import MIN_SECONDS
 from mirformer.errors import MirformerError
 
 
@@ -260,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a dataset option, e.g. subset=large (fma), split=random (gtzan), subset=genre (jamendo)")
     v.add_argument("--sr", type=int, default=22050, help="decoding rate (Hz)")
-    v.add_argument("--min-seconds", type=float, default=1.0, help="shorter files are reported as too short")
+    v.add_argument("--min-seconds", type=float, default=MIN_SECONDS,
+                   help=f"shorter files are reported as too short (default {MIN_SECONDS:g}, the default of "
+                        "data.min_seconds under which `mirformer compare` skips them)")
     v.add_argument("--workers", type=int, default=1, help="decoding processes (-1: all cores)")
     v.set_defaults(func=cmd_validate)
     return p

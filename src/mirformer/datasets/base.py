@@ -22,7 +22,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from mirformer.audio import load_audio
+from mirformer.audio import MIN_SECONDS, load_audio
 from mirformer.errors import AudioError, ConfigError
 
 SPLITS = ("train", "validation", "test")
@@ -113,10 +113,12 @@ class Dataset(ABC):
         note = self.known_bad.get(track_id)
         return f"{reason} ({note})" if note else reason
 
-    def validate(self, *, sr: int = 22050, min_seconds: float = 0.0, workers: int = 1,
+    def validate(self, *, sr: int = 22050, min_seconds: float = MIN_SECONDS, workers: int = 1,
                  progress: bool = True) -> ValidationReport:
         """Decode every file; report missing, undecodable, silent and too-short ones by id.
 
+        The rule is the one training applies (``mirformer.audio.load_audio`` and ``too_short``
+        with ``data.min_seconds``), so the files reported here are the files a comparison skips.
         Never raises for a bad file: each one is listed with its reason (plus the maintainers'
         note for a ``known_bad`` id). ``workers`` decoding processes (joblib: -1 = all cores).
         """

@@ -24,6 +24,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from mirformer import __version__, paths
 from mirformer.atomic import write_json, write_text
+from mirformer.audio import too_short
 from mirformer.datasets.base import Track
 from mirformer.datasets.registry import open_dataset
 from mirformer.errors import ConfigError, MirformerError
@@ -145,12 +146,14 @@ class Comparison:
         self.task.fit(self.tracks["train"])
 
     def extract(self, name: str, tracks: list[Track]) -> None:
-        """Store one input of every track; a clip that cannot fill a quarter window is skipped."""
+        """Store one input of every track; skip files that do not decode or are shorter than ``data.min_seconds``."""
         inp = self.inputs[name]
         self.log(f"{name} features: {inp.store.dir}")
-        min_seconds = inp.length / inp.rep.frames_per_second / 4
-        skipped = inp.store.extract(tracks, workers=self.cfg.workers, min_seconds=min_seconds, progress=self.progress)
-        self.skipped.update({tid: self.dataset.explain(tid, why) for tid, why in skipped.items()})
+        failed = inp.store.extract(tracks, workers=self.cfg.workers, progress=self.progress)
+        for t in tracks:
+            why = failed.get(t.id) or too_short(inp.store.seconds(t.id), self.cfg.data.min_seconds)
+            if why:
+                self.skipped[t.id] = self.dataset.explain(t.id, why)
 
     def token_window(self, tokens_per_second: float) -> int:
         """Token window: ``token_snippet_frames``, or the seconds of a mel window."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from mirformer.audio import MIN_SECONDS
 from mirformer.config import from_dict, merge, to_dict
 from mirformer.errors import ConfigError
 from mirformer.experiments.train_vqvae import VQVAETrainConfig
@@ -23,6 +24,8 @@ class DataConfig:
     name: str = "music21-styles"
     root: str | None = None  # None: the built-in corpus under the mirformer home
     options: dict = field(default_factory=dict)  # dataset-specific (the built-in corpus' render config)
+    # Shorter files are skipped, the same rule `mirformer validate --min-seconds` reports by.
+    min_seconds: float = MIN_SECONDS
 
 
 @dataclass

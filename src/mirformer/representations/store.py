@@ -2,9 +2,14 @@
 
 Layout of one store (``<features_dir>/<dataset>/<representation>-<key>/``)::
 
-    parts/<track id>.npy      one file per track while extracting (resumable, atomic)
+    parts/<track id>.npz      one file per track while extracting (resumable, atomic): the
+                              features and the decoded length in samples
     features.npy              all tracks concatenated along frames, shape (total_frames, dim)
-    index.json                {"config": ..., "tracks": {id: [offset, n_frames]}, "failed": {id: reason}}
+    index.json                {"config": ..., "tracks": {id: [offset, n_frames]},
+                               "seconds": {id: decoded duration}, "failed": {id: reason}}
+
+A track fails only when it cannot be decoded (missing, empty, corrupt, silent); whether it is
+long enough is the caller's rule, applied to ``seconds`` (``mirformer.audio.too_short``).
 
 ``key`` hashes the dataset identity and the representation's ``config_dict``, so a changed
 parameter never reuses stale features. Extraction writes parts in parallel, then one atomic
@@ -32,10 +37,15 @@ from mirformer.errors import AudioError, MirformerError
 from mirformer.representations.base import Representation
 
 
+# Bumped when the layout changes, so an older store is rebuilt rather than misread.
+STORE_VERSION = 2
+
+
 def store_key(dataset_id: str, representation: Representation) -> str:
     """Short hash of everything that determines the stored features."""
     blob = json.dumps(
-        {"dataset": dataset_id, "representation": representation.name, "config": representation.config_dict()},
+        {"dataset": dataset_id, "representation": representation.name, "config": representation.config_dict(),
+         "version": STORE_VERSION},
         sort_keys=True,
         default=str,
     )
@@ -44,19 +54,19 @@ def store_key(dataset_id: str, representation: Representation) -> str:
 
 def _part_name(track_id: str) -> str:
     # Track ids may contain path separators (e.g. "blues/blues.00001"); keep part names flat.
-    return track_id.replace(os.sep, "__").replace("/", "__") + ".npy"
+    return track_id.replace(os.sep, "__").replace("/", "__") + ".npz"
 
 
-def _encode_one(representation: Representation, track: Track, part: Path, min_seconds: float) -> tuple[str, str | None]:
+def _encode_one(representation: Representation, track: Track, part: Path) -> tuple[str, str | None]:
     """Worker: decode + encode one track into its part file; return (id, failure reason or None)."""
     try:
-        y = load_audio(track.path, sr=representation.sample_rate, min_seconds=min_seconds)
+        y = load_audio(track.path, sr=representation.sample_rate)
         feats = representation.encode(y).astype(representation.dtype, copy=False)
     except AudioError as exc:
         return track.id, exc.cause
     with atomic_path(part) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, feats)
+            np.savez(f, features=feats, samples=len(y))
     return track.id, None
 
 
@@ -99,7 +109,8 @@ class FeatureStore:
     def index(self) -> dict:
         if self._index is None:
             path = self.dir / "index.json"
-            self._index = json.loads(path.read_text()) if path.exists() else {"tracks": {}, "failed": {}}
+            self._index = json.loads(path.read_text()) if path.exists() else {"tracks": {}, "seconds": {},
+                                                                              "failed": {}}
         return self._index
 
     @property
@@ -119,6 +130,10 @@ class FeatureStore:
     def __contains__(self, track_id: str) -> bool:
         return track_id in self.index["tracks"]
 
+    def seconds(self, track_id: str) -> float:
+        """Decoded duration of a stored track in seconds (at the representation's sample rate)."""
+        return self.index["seconds"][track_id]
+
     def entry(self, track_id: str) -> Entry:
         offset, n = self.index["tracks"][track_id]
         return Entry(offset, n)
@@ -135,10 +150,9 @@ class FeatureStore:
         tracks: list[Track],
         *,
         workers: int = 1,
-        min_seconds: float = 0.0,
         progress: bool = True,
     ) -> dict[str, str]:
-        """Make sure every track is stored or recorded as failed; return ``{id: reason}`` of failures.
+        """Make sure every track is stored or recorded as undecodable; return ``{id: reason}`` of failures.
 
         Resumes: tracks already consolidated or already written as parts are not recomputed.
         """
@@ -154,7 +168,7 @@ class FeatureStore:
         if workers > 1 and len(pending) > 1:
             ctx = mp.get_context("spawn")  # fork after torch has started its threads can deadlock
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-                futures = [pool.submit(_encode_one, self.representation, t, parts / _part_name(t.id), min_seconds)
+                futures = [pool.submit(_encode_one, self.representation, t, parts / _part_name(t.id))
                            for t in pending]
                 for fut in futures:
                     tid, reason = fut.result()
@@ -163,7 +177,7 @@ class FeatureStore:
                     bar.update()
         else:
             for t in pending:
-                tid, reason = _encode_one(self.representation, t, parts / _part_name(t.id), min_seconds)
+                tid, reason = _encode_one(self.representation, t, parts / _part_name(t.id))
                 if reason is not None:
                     failed[tid] = reason
                 bar.update()
@@ -180,22 +194,31 @@ class FeatureStore:
         """
         parts = self.dir / "parts"
         old = self.index["tracks"]
-        # Parts are opened one at a time: a memory map holds a file descriptor, and a large
-        # dataset has more parts than the process may keep open.
-        lengths = {t.id: len(np.load(parts / _part_name(t.id), mmap_mode="r")) for t in new}
-        dim = self.representation.dim
+        rep = self.representation
+        # Parts are opened one at a time (a large dataset has more parts than the process may keep
+        # open), first for their lengths alone: a part's samples give its frames.
+        samples = {}
+        for t in new:
+            with np.load(parts / _part_name(t.id)) as part:
+                samples[t.id] = int(part["samples"])
+        lengths = {tid: rep.n_frames(n) for tid, n in samples.items()}
         total = sum(n for _, n in old.values()) + sum(lengths.values())
         index: dict[str, list[int]] = {}
         with atomic_path(self.dir / "features.npy") as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.representation.dtype,
-                                            shape=(total, dim) if dim else (total,))
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=rep.dtype,
+                                            shape=(total, rep.dim) if rep.dim else (total,))
             offset = 0
             for tid, (o, n) in old.items():
                 out[offset : offset + n] = self.data[o : o + n]
                 index[tid] = [offset, n]
                 offset += n
             for tid, n in lengths.items():
-                out[offset : offset + n] = np.load(parts / _part_name(tid))
+                with np.load(parts / _part_name(tid)) as part:
+                    feats = part["features"]
+                if len(feats) != n:
+                    raise MirformerError(f"{rep.name}: n_frames({samples[tid]}) = {n} but encode gave {len(feats)} "
+                                         f"frames for track {tid}")
+                out[offset : offset + n] = feats
                 index[tid] = [offset, n]
                 offset += n
             out.flush()
@@ -203,11 +226,12 @@ class FeatureStore:
             self._data = None
         self._index = {
             "dataset": self.dataset_id,
-            "representation": self.representation.name,
-            "config": self.representation.config_dict(),
-            "dim": dim,
-            "dtype": str(np.dtype(self.representation.dtype)),
+            "representation": rep.name,
+            "config": rep.config_dict(),
+            "dim": rep.dim,
+            "dtype": str(np.dtype(rep.dtype)),
             "tracks": index,
+            "seconds": {**self.index.get("seconds", {}), **{tid: n / rep.sample_rate for tid, n in samples.items()}},
             "failed": failed,
         }
         write_json(self.dir / "index.json", self._index)
