@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -19,3 +21,38 @@ def write_tone():
         return path
 
     return write
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised inside a training stage to stand for a job killed mid-epoch."""
+
+
+@pytest.fixture
+def crash_once(monkeypatch):
+    """Arm a crash: ``crash_once(stage, epoch)`` makes the next training stage whose folder is named
+    ``stage`` raise ``SimulatedCrash`` after its first optimiser step of ``epoch`` (after the
+    checkpoint of the epoch before, so one step of work is lost). Returns the list of
+    ``(stage, global step)`` at which every stage launch started, to see where a rerun resumed."""
+    import mirformer.training.fit as fit
+
+    armed, starts = {}, []
+
+    def stage_of(trainer) -> str:
+        return Path(trainer.checkpoint_callback.dirpath).parent.name
+
+    class Probe(fit.History):
+        def on_train_start(self, trainer, pl_module):
+            starts.append((stage_of(trainer), trainer.global_step))
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if armed.get(stage_of(trainer)) == trainer.current_epoch:
+                del armed[stage_of(trainer)]
+                raise SimulatedCrash(f"crash in epoch {trainer.current_epoch} at step {trainer.global_step}")
+
+    monkeypatch.setattr(fit, "History", Probe)
+
+    def arm(stage: str, epoch: int) -> list:
+        armed[stage] = epoch
+        return starts
+
+    return arm

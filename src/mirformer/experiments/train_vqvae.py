@@ -13,6 +13,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from mirformer import paths
 from mirformer.atomic import write_json
+from mirformer.audio import too_short
 from mirformer.datasets.base import Track
 from mirformer.representations.store import FeatureStore
 from mirformer.representations.vqvae.checkpoint import save_vqvae
@@ -59,8 +60,11 @@ def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: 
     top_hop = vq.hop_lengths[-1]
     crop = max(top_hop, int(cfg.crop_seconds * vq.sample_rate) // top_hop * top_hop)
     store = FeatureStore(paths.features_dir(), dataset_id, Waveform(vq.sample_rate))
-    failed = store.extract([t for s in ("train", "validation") for t in tracks[s]], workers=workers,
-                           min_seconds=crop / vq.sample_rate, progress=progress)
+    failed = store.extract([t for s in ("train", "validation") for t in tracks[s]], workers=workers, progress=progress)
+    for t in tracks["train"] + tracks["validation"]:  # a clip must hold one whole crop
+        why = failed.get(t.id) or too_short(store.seconds(t.id), crop / vq.sample_rate)
+        if why:
+            failed[t.id] = why
     train_ids = [t.id for t in tracks["train"] if t.id not in failed]
     val_ids = [t.id for t in tracks["validation"] if t.id not in failed]
     bandwidth = compute_bandwidth(_audio_for_bandwidth(store, train_ids, cfg.bandwidth_seconds * vq.sample_rate),
@@ -69,8 +73,7 @@ def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: 
     # Validation: a few whole crops per clip (tiled), the same every epoch.
     val = TiledSnippets(store, val_ids, None, length=crop)
     torch.manual_seed(seed)  # the initial weights: the same VQ-VAE from the same seed
-    module = VQVAEModule(VQVAE(vq), bandwidth=bandwidth, samples_per_step=cfg.batch_size * crop, lr=cfg.lr,
-                         warmup=cfg.warmup)
+    module = VQVAEModule(VQVAE(vq), bandwidth=bandwidth, lr=cfg.lr, warmup=cfg.warmup)
     history, best = fit_stage(module, DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True),
                               DataLoader(val, batch_size=cfg.batch_size), stage_dir=out_dir, epochs=cfg.epochs,
                               monitor="val/loss", mode="min", trainer_cfg=trainer_cfg, seed=seed)

@@ -2,21 +2,29 @@
 
 A stage directory holds ``checkpoints/{last,best}.ckpt``, ``logs/`` and, once finished,
 whatever the caller writes as its completion marker. Calling ``fit_stage`` again on an
-interrupted stage resumes from ``last.ckpt``.
+interrupted stage resumes from ``last.ckpt``, written at the end of every epoch: weights,
+optimiser, schedule, per-epoch history and the random number generators' states, so the resumed
+stage draws the same crops, shuffles and dropout masks and ends with the same weights as an
+uninterrupted one. Checkpoints are written atomically (``AtomicCheckpointIO``).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from mirformer.atomic import atomic_path
 
 
 @dataclass
@@ -56,6 +64,46 @@ class History(Callback):
         self.rows = list(state["rows"])
 
 
+class RandomState(Callback):
+    """The random number generators' states (torch, CUDA, numpy, Python), saved in every checkpoint
+    and restored on resume: Lightning restores weights, optimiser and schedule, not these, and
+    without them a resumed stage would crop, shuffle and drop out differently from an
+    uninterrupted one. numpy's state is stored as a tensor so the checkpoint loads with
+    ``weights_only=True``."""
+
+    def state_dict(self):
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                           "has_gauss": has_gauss, "gauss": gauss}}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state):
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on any filesystem: the file is written beside its
+    target and renamed onto it, so a killed job leaves the previous checkpoint intact.
+
+    Lightning's own writer serialises into memory, writes to a file in the system temporary
+    folder and moves it into place: a rename only where that folder shares the checkpoint's
+    filesystem (not, typically, on a cluster's shared storage), a copy otherwise, which a kill
+    can interrupt half-way.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
 def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir: Path, epochs: int,
               monitor: str, mode: str, trainer_cfg: TrainerConfig, seed: int) -> tuple[list[dict], Path]:
     """Train (or resume) one stage; return (per-epoch history, path of the best checkpoint)."""
@@ -64,7 +112,11 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     ckpt_dir = stage_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-                           save_last=True, save_on_train_epoch_end=True, enable_version_counter=False)
+                           save_on_train_epoch_end=True, enable_version_counter=False)
+    # Its own callback: Lightning's save_last only writes when the monitored metric improved, so
+    # an interrupted stage would go back to its best epoch instead of its last.
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True,
+                           enable_version_counter=False)
     history = History()
     # A resumed stage logs CSV into a new folder: Lightning's CSV writer would wipe the old one.
     launch = len(list((stage_dir / "logs").glob("csv-*"))) if (stage_dir / "logs").exists() else 0
@@ -75,7 +127,8 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
         num_nodes=trainer_cfg.num_nodes,
         strategy=trainer_cfg.strategy,
         precision=trainer_cfg.precision,
-        callbacks=[history, best],
+        callbacks=[history, RandomState(), best, last],
+        plugins=[AtomicCheckpointIO()],
         logger=[TensorBoardLogger(stage_dir / "logs", name="", version="tensorboard"),
                 CSVLogger(stage_dir / "logs", name="", version=f"csv-{launch}")],
         enable_progress_bar=trainer_cfg.progress,
@@ -83,16 +136,16 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
         log_every_n_steps=trainer_cfg.log_every_n_steps,
         num_sanity_val_steps=0,
     )
-    last = ckpt_dir / "last.ckpt"
+    resume = ckpt_dir / "last.ckpt"
     with warnings.catch_warnings():
         # Noise from Lightning's internals on torch 2.13, not actionable by users.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         # Our own checkpoints hold tensors and primitives only, so they load with weights_only=True.
-        trainer.fit(module, train_loader, val_loader, ckpt_path=last if last.exists() else None, weights_only=True)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=resume if resume.exists() else None, weights_only=True)
     if trainer.interrupted:  # Lightning may swallow Ctrl-C; the stage must not count as finished
         raise KeyboardInterrupt
-    best_path = Path(best.best_model_path) if best.best_model_path else last
+    best_path = Path(best.best_model_path) if best.best_model_path else resume
     return history.rows, best_path
 
 

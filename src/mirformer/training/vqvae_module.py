@@ -20,11 +20,9 @@ from mirformer.representations.vqvae.model import VQVAE
 class VQVAEModule(L.LightningModule):
     """Trains ``model``; batches carry ``x`` (B, T) mono audio crops (T a multiple of the top hop)."""
 
-    def __init__(self, model: VQVAE, *, bandwidth: Bandwidth, samples_per_step: int, lr: float = 3e-4,
-                 warmup: int = 100):
+    def __init__(self, model: VQVAE, *, bandwidth: Bandwidth, lr: float = 3e-4, warmup: int = 100):
         super().__init__()
         self.model, self.bandwidth, self.lr, self.warmup = model, bandwidth, lr, warmup
-        self.samples_per_step = samples_per_step  # batch x crop length (x world size): sets restored EMA counts
 
     def step(self, batch: dict, stage: str) -> torch.Tensor:
         x = batch["x"].float().unsqueeze(-1)  # (B, T, 1)
@@ -56,9 +54,14 @@ class VQVAEModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["vqvae_config"] = self.model.config.to_dict()
         checkpoint["bandwidth"] = asdict(self.bandwidth)
+        # The EMA statistics are left out of the official layout (as Jukebox) but kept in the
+        # training checkpoint, so a resumed run continues exactly where it stopped.
+        checkpoint["codebook_ema"] = [{"k_sum": b.k_sum.clone(), "k_elem": b.k_elem.clone(),
+                                       "initialised": b.initialised} for b in self.model.bottleneck.level_blocks]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # The EMA statistics are not saved (as Jukebox): rebuild them from the loaded codebooks.
-        self.model.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
-                                    if k.startswith("model.")})
-        self.model.restore_k(samples_per_step=self.samples_per_step * max(1, self.trainer.world_size))
+        # Lightning loads the weights after this hook; the EMA statistics are non-persistent buffers.
+        for block, ema in zip(self.model.bottleneck.level_blocks, checkpoint["codebook_ema"]):
+            block.k_sum.copy_(ema["k_sum"])
+            block.k_elem.copy_(ema["k_elem"])
+            block.initialised = ema["initialised"]

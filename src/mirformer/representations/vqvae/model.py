@@ -263,7 +263,8 @@ class BottleneckBlock(nn.Module):
 
     ``k`` is the only saved tensor. The EMA statistics ``k_sum`` (K, D) and ``k_elem`` (K,) are
     non-persistent buffers, as in Jukebox: a fresh block initialises ``k`` from the first training
-    batch; after loading a checkpoint, ``restore_k`` rebuilds them from ``k``.
+    batch; after loading an official-layout checkpoint, ``restore_k`` rebuilds them from ``k``
+    (mirformer's training checkpoints carry them, see ``VQVAEModule``).
     """
 
     def __init__(self, cfg: VQVAEConfig):
@@ -467,14 +468,10 @@ class VQVAE(nn.Module):
             out["metrics"].append(metrics)
         return out
 
-    def restore_k(self, *, samples_per_step: int | None = None) -> None:
-        """Rebuild every level's EMA statistics from its loaded codebook (Jukebox's ``restore_k``).
-
-        ``samples_per_step``: audio samples per training step over all ranks (batch x length x
-        world size); level L then expects ``samples_per_step // hop_L`` tokens. None: counts 1.
-        """
-        for block, hop in zip(self.bottleneck.level_blocks, self.config.hop_lengths):
-            block.restore_k(None if samples_per_step is None else samples_per_step // hop)
+    def restore_k(self) -> None:
+        """Rebuild every level's EMA statistics from its loaded codebook (Jukebox's ``restore_k``)."""
+        for block in self.bottleneck.level_blocks:
+            block.restore_k()
 
     def receptive_field(self, level: int) -> int:
         """Input samples that one token of ``level`` depends on: 1 + sum over convs of (k - 1) * dilation * jump.
