@@ -1,4 +1,4 @@
-"""Tiny overfits: the Lightning modules drive their loss down on every task; resume continues a stage."""
+"""Tiny overfits: the Lightning modules drive their loss down on every task; a finished stage extends to more epochs."""
 
 
 import pytest
@@ -48,7 +48,7 @@ def test_pretraining_loss_falls(tmp_path):
     assert best.exists()
 
 
-def test_classifier_overfits_and_resumes(tmp_path):
+def test_classifier_overfits_and_a_finished_stage_extends(tmp_path):
     torch.manual_seed(0)
     data = Toy()
 

@@ -1,4 +1,4 @@
-"""A tiny VQ-VAE trained with Jukebox's objective: loss falls, checkpoint loads, resume works."""
+"""A tiny VQ-VAE trained with Jukebox's objective: loss falls, checkpoint loads (resume: test_resume.py)."""
 
 import json
 
@@ -50,20 +50,6 @@ def test_tiny_vqvae_trains_saves_and_tokenizes(tmp_path, tracks):
         VQTokens(ckpt, level=1)
     # Reused when done.
     assert train_vqvae(tracks, cfg, tmp_path / "vq", dataset_id="toy", trainer_cfg=TRAINER) == ckpt
-
-
-def test_resume_rebuilds_codebook_statistics(tmp_path, tracks):
-    cfg = VQVAETrainConfig(vqvae=TINY, crop_seconds=0.25, crops_per_track=2, batch_size=4, epochs=2, lr=3e-3,
-                           warmup=5)
-    train_vqvae(tracks, cfg, tmp_path / "vq", dataset_id="toy", trainer_cfg=TRAINER)
-    book = torch.load(tmp_path / "vq" / "vqvae.pth.tar", weights_only=True)["model"]["bottleneck.level_blocks.0.k"]
-    (tmp_path / "vq" / "vqvae.pth.tar").unlink()  # as if interrupted after epoch 2: resume to 3 epochs
-    cfg.epochs = 3
-    train_vqvae(tracks, cfg, tmp_path / "vq", dataset_id="toy", trainer_cfg=TRAINER)
-    resumed = torch.load(tmp_path / "vq" / "vqvae.pth.tar", weights_only=True)["model"]["bottleneck.level_blocks.0.k"]
-    # One more epoch of EMA updates moves the codebook a little; a lost codebook (re-initialised
-    # from a batch) would move it completely.
-    assert (resumed - book).norm() < 0.5 * book.norm()
 
 
 def test_codebook_usage_counts_and_entropy():
