@@ -91,7 +91,7 @@ def _manifest(root):
 def test_predictions_csv_lines_up_clip_averages_with_track_ids(tmp_path):
     sets = [v for k, v in zip(TINY, TINY[1:]) if k == "--set"]
     cfg = resolve("quickstart", parse_overrides([*sets, "data.name=csv", f"data.root={_manifest(tmp_path)}",
-                                                 "setups=[spectroformer-scratch]"]))
+                                                 "setups=[spectroformer-scratch]", "trainer.progress=false"]))
     cmp = Comparison(cfg, tmp_path / "run", progress=False)
     cmp.prepare_data()
     mel = cmp.inputs["mel"]

@@ -167,9 +167,11 @@ def _fit_scored(data: dict, classes: list[str], task: str, seed: int) -> tuple[d
     from mirformer.tasks import regression_metrics, tagging_metrics
 
     def score(model, X, Y):
+        # scikit-learn returns one column as a vector (one target or tag): shape it like Y.
         if task == "tagging":
-            return tagging_metrics(torch.tensor(model.decision_function(X)), torch.tensor(Y), names=classes)
-        return regression_metrics(torch.tensor(model.predict(X)), torch.tensor(Y), names=classes)
+            return tagging_metrics(torch.tensor(model.decision_function(X)).reshape(Y.shape), torch.tensor(Y),
+                                   names=classes)
+        return regression_metrics(torch.tensor(model.predict(X)).reshape(Y.shape), torch.tensor(Y), names=classes)
 
     monitor = "roc_auc" if task == "tagging" else "r2"
     best, best_score, selected = None, -np.inf, None
@@ -259,22 +261,46 @@ def run_mfcc_baseline(
     for s, (_, ys) in data.items():
         if len(ys) == 0:
             raise ConfigError(f"split {s!r} has no usable files ({len(skipped)} skipped)")
-    result = {"name": NAME, "model": NAME, "pretrained": False, "task": task, "history": [], "skipped": skipped}
+    selected, splits = fit_linear(data, classes=classes, task=task, seed=seed)
+    return {"name": NAME, "model": NAME, "pretrained": False, "task": task, "history": [], "skipped": skipped,
+            "selected": selected, "splits": splits}
+
+
+def fit_linear(data: dict, *, classes: list[str], task: str, seed: int = 0) -> tuple[dict, dict]:
+    """Fit the linear model for every strength of the grid on train, keep the best on validation.
+
+    Only the kept model is scored, on every split; it is not refitted on train + validation.
+
+    Parameters
+    ----------
+    data : dict
+        ``{split: (X [shape=(n, d)], y)}`` for every split in ``SPLITS``; ``y`` as ``_targets`` gives it.
+    classes : list of str
+        Output names.
+    task : str
+        ``"classification"`` (C by validation macro F1), ``"tagging"`` (C by validation macro
+        ROC-AUC) or ``"regression"`` (alpha by validation mean R2). Ties go to the first, most
+        regularised strength.
+    seed : int
+        ``random_state`` of the logistic regressions.
+
+    Returns
+    -------
+    selected : dict
+        ``{"C": float}`` or ``{"alpha": float}``.
+    splits : dict
+        Metrics of the kept model per split (see ``run_mfcc_baseline``).
+    """
     if task != "classification":
-        result["selected"], result["splits"] = _fit_scored(data, classes, task, seed)
-        return result
+        return _fit_scored(data, classes, task, seed)
     X_train, y_train = data["train"]
     if len(np.unique(y_train)) < 2:
         raise ConfigError(f"train split has {len(np.unique(y_train))} class(es); need at least 2")
-
     best_model, best_C, best_f1 = None, None, -1.0
     for C in C_GRID:
         model = _fit(X_train, y_train, C=C, seed=seed)
         f1 = _macro_f1(data["validation"][1], model.predict(data["validation"][0]))
         if f1 > best_f1:
             best_model, best_C, best_f1 = model, C, f1
-
     weights = _class_weights(y_train, len(classes))
-    result["selected"] = {"C": float(best_C)}
-    result["splits"] = {s: _split_metrics(best_model, *data[s], weights) for s in SPLITS}
-    return result
+    return {"C": float(best_C)}, {s: _split_metrics(best_model, *data[s], weights) for s in SPLITS}
