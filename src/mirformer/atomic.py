@@ -39,3 +39,12 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_torch(path: str | Path, obj) -> None:
+    """``torch.save`` atomically. Through a file object, so the archive inside is named ``archive``
+    rather than after the temporary file: the same object gives the same bytes (and SHA-1) every time."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)

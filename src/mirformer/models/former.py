@@ -90,10 +90,9 @@ class Former(nn.Module):
                 "pooling": self.pooling}
 
     def save(self, path: str | Path) -> None:
-        from mirformer.atomic import atomic_path
+        from mirformer.atomic import write_torch
 
-        with atomic_path(path) as tmp:
-            torch.save({"spec": self.spec(), "state_dict": self.state_dict()}, tmp)
+        write_torch(path, {"spec": self.spec(), "state_dict": self.state_dict()})
 
 
 def load_former(path: str | Path, *, n_classes: int | None = None, head: str = "linear",

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mirformer.atomic import atomic_path
+from mirformer.atomic import write_torch
 
 
 @dataclass
@@ -100,8 +100,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        write_torch(path, checkpoint)
 
 
 def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir: Path, epochs: int,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mirformer.atomic import atomic_path
+from mirformer.atomic import write_torch
 from mirformer.errors import CheckpointError
 from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
 
@@ -135,5 +135,4 @@ def save_vqvae(model: VQVAE, path: str | Path, *, step: int = 0, extra: dict | N
     if clash:
         raise CheckpointError(f"extra entries {sorted(clash)} would overwrite the checkpoint's own")
     ckpt.update(extra or {})
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    write_torch(path, ckpt)

@@ -1,0 +1,43 @@
+"""A comparison is deterministic given its seed on one machine: two runs, each a new process from
+an empty cache (data rendered, features extracted, a tokenizer trained, six setups and the
+baseline), write the same results, predictions and encoders. (Across CPUs the digits may move;
+the README says so.) A resumed run's numbers are checked in test_resume.py."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_cli import TINY_RUN
+
+
+def _without_seconds(obj):
+    if isinstance(obj, dict):
+        return {k: _without_seconds(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [_without_seconds(v) for v in obj]
+    return obj
+
+
+@pytest.mark.slow
+def test_two_runs_from_empty_caches_are_identical(tmp_path):
+    runs = []
+    for name in ("first", "second"):
+        home = tmp_path / name
+        run = home / "run"
+        # A process of its own: nothing carries over, string hashing included.
+        subprocess.run([sys.executable, "-m", "mirformer.cli", "compare", "--preset", "quickstart", *TINY_RUN,
+                        "--out", str(run), "--quiet"], env={**os.environ, "MIRFORMER_HOME": str(home)}, check=True)
+        text = (run / "results.json").read_text().replace(str(home), "<home>")
+        files = {str(p.relative_to(run)): hashlib.sha1(p.read_bytes()).hexdigest()
+                 for pattern in ("*/predictions.csv", "*/encoder.pt") for p in sorted(run.glob(pattern))}
+        runs.append((_without_seconds(json.loads(text)), files))
+    (first, first_files), (second, second_files) = runs
+    assert first["tokenizer"]["sha1"] == second["tokenizer"]["sha1"]  # the trained VQ-VAE, byte for byte
+    for results in (first, second):  # its folder is named after the dataset's location
+        results["tokenizer"].pop("checkpoint")
+    assert first == second
+    assert len(first_files) == 9 and first_files == second_files  # 6 downstream stages, 3 encoders
