@@ -46,9 +46,15 @@ def test_codebook_frontend_zeroes_mask_id_and_survives_checkpoint(tmp_path):
     model = Former(kind="codebookformer", encoder=ENC, input_dim=V, codebook_dim=8)
     book = torch.randn(V, 8)
     model.frontend.set_codebook(book)
-    standardised = (book - book.mean(0)) / book.std(0)
+    standardised = (book - book.mean(0)) / book.std(0, correction=0)
     assert torch.allclose(model.frontend.codebook[:V], standardised, atol=1e-6)
     assert (model.frontend.codebook[V] == 0).all()  # MASK: the zero vector, i.e. the mean code
+    # Weighted by usage: the statistics of the tokens read, where unused codes do not count.
+    counts = torch.zeros(V)
+    counts[:3] = torch.tensor([5.0, 1.0, 2.0])
+    model.frontend.set_codebook(book, counts=counts)
+    tokens = book[torch.tensor([0] * 5 + [1] + [2] * 2)]
+    torch.testing.assert_close(model.frontend.codebook[:V], (book - tokens.mean(0)) / tokens.std(0, correction=0))
     model.save(tmp_path / "cb.pt")
     again = load_former(tmp_path / "cb.pt", n_classes=3)
     assert torch.equal(again.frontend.codebook, model.frontend.codebook)

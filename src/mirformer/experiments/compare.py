@@ -87,6 +87,7 @@ class Inputs:
     length: int  # frames per model input window
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    counts: np.ndarray | None = None  # tokens: how often the training split uses each code
 
 
 class Comparison:
@@ -138,9 +139,9 @@ class Comparison:
         if self.tokenizer is not None:
             tokens = self.inputs["tokens"]
             # Counted per track: a large training split never holds all its tokens in memory at once.
-            counts = sum(np.bincount(np.asarray(tokens.store.get(i), np.int64), minlength=tokens.rep.vocab_size)
-                         for i in train_ids)
-            self.tokenizer.update(codebook_usage(counts))
+            tokens.counts = sum(np.bincount(np.asarray(tokens.store.get(i), np.int64),
+                                            minlength=tokens.rep.vocab_size) for i in train_ids)
+            self.tokenizer.update(codebook_usage(tokens.counts))
             self.log(f"tokenizer: {self.tokenizer['codes_used']}/{tokens.rep.vocab_size} codes used on the training "
                      f"split, entropy {self.tokenizer['entropy_bits']:.2f} bits")
         self.task.fit(self.tracks["train"])
@@ -231,14 +232,15 @@ class Comparison:
     def new_model(self, kind: str, n_classes: int, **head) -> Former:
         """A seeded random ``kind``; ``head`` (``head``, ``pooling``) configures the downstream head."""
         torch.manual_seed(self.cfg.seed)
-        rep = self.inputs[INPUT_OF[kind]].rep
+        inp = self.inputs[INPUT_OF[kind]]
+        rep = inp.rep
         if kind == "spectroformer":
             return Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.dim, n_classes=n_classes, **head)
         codebook = rep.codebook()
         model = Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.vocab_size, n_classes=n_classes,
                        codebook_dim=codebook.shape[1], **head)
         if kind == "codebookformer":
-            model.frontend.set_codebook(codebook)
+            model.frontend.set_codebook(codebook, counts=inp.counts)
         return model
 
     def objective(self, kind: str):

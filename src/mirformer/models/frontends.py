@@ -53,9 +53,12 @@ class CodebookProjection(nn.Module):
     masked position enters as a zero vector. It is a frozen buffer saved with the model, so a
     checkpoint carries the codebook it was trained with; fill it with ``set_codebook``.
 
-    The vectors are standardised per dimension over the codebook, as the mel frames are over the
-    training split: the projection sees unit-variance inputs whatever the tokenizer's scale, and
-    a masked position's zero vector is the mean code.
+    The vectors are standardised per dimension over the tokens the model will read (each code
+    weighted by how often the training split uses it), as the mel frames are over the training
+    split: the projection sees unit-variance inputs whatever the tokenizer's scale, and a masked
+    position's zero vector is the mean token. Weighting matters: a trained VQ-VAE keeps unused,
+    restarted codes far from the used ones, and an unweighted standardisation let those outliers
+    squeeze the used codes together (a tiny CodebookFormer then stayed at chance on an easy task).
     """
 
     def __init__(self, vocab_size: int, d_model: int, codebook_dim: int = 64):
@@ -64,12 +67,17 @@ class CodebookProjection(nn.Module):
         self.proj = nn.Linear(codebook_dim, d_model)
         _init_projection(self.proj)
 
-    def set_codebook(self, vectors: torch.Tensor) -> None:
+    def set_codebook(self, vectors: torch.Tensor, counts: torch.Tensor | None = None) -> None:
+        """Store ``vectors`` (vocab, E) standardised with the mean and (population) standard deviation
+        of the codes weighted by ``counts`` (vocab,), how often each is used; None: equally."""
         assert vectors.shape == (self.codebook.shape[0] - 1, self.codebook.shape[1]), \
             f"codebook {tuple(vectors.shape)} != (vocab, dim) {(self.codebook.shape[0] - 1, self.codebook.shape[1])}"
         vectors = vectors.to(self.codebook)
-        std = vectors.std(0, keepdim=True).clamp_min(1e-5)
-        self.codebook[:-1] = (vectors - vectors.mean(0, keepdim=True)) / std
+        w = torch.ones(len(vectors)) if counts is None else torch.as_tensor(counts, dtype=torch.float64)
+        w = (w / w.sum()).to(vectors)[:, None]
+        mean = (w * vectors).sum(0, keepdim=True)
+        std = (w * (vectors - mean) ** 2).sum(0, keepdim=True).sqrt().clamp_min(1e-5)
+        self.codebook[:-1] = (vectors - mean) / std
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.proj(self.codebook[ids])
