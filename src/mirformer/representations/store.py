@@ -231,7 +231,7 @@ class FeatureStore:
             "dim": rep.dim,
             "dtype": str(np.dtype(rep.dtype)),
             "tracks": index,
-            "seconds": {**self.index.get("seconds", {}), **{tid: n / rep.sample_rate for tid, n in samples.items()}},
+            "seconds": {**self.index["seconds"], **{tid: n / rep.sample_rate for tid, n in samples.items()}},
             "failed": failed,
         }
         write_json(self.dir / "index.json", self._index)
