@@ -24,6 +24,8 @@ TINY_RUN = [
     # A tiny one-level VQ-VAE with hop 256: tokens at the mel frame rate, so windows of 48 both.
     "--set", "tokenizer.train={vqvae: {sample_rate: 16000, downs_t: [8], width: 8, depth: 1, emb_width: 8, "
              "l_bins: 32}, epochs: 1, crop_seconds: 0.5, crops_per_track: 1, batch_size: 4, bandwidth_seconds: 5}",
+    # The thesis' six setups and the baseline (the quickstart preset also runs Patchifier).
+    "--set", "setups=[" + ", ".join(SETUPS) + "]",
 ]
 
 

@@ -1,8 +1,9 @@
-"""The comparison runner: dataset -> log-mel and VQ tokens -> the Former setups + MFCC baseline -> report.
+"""The comparison runner: dataset -> inputs (log-mel, VQ tokens) -> every setup -> report.
 
-SpectroFormer reads normalised log-mel frames; TokenFormer and CodebookFormer read the token ids
-of one VQ tokenizer (a given checkpoint, or a VQ-VAE first trained on the training split). All
-setups see the same tracks: a file unusable in any representation is skipped for every setup.
+It loops over the registered model kinds (``mirformer.kinds``) and never names one: each kind
+declares its input, network, pretraining stages and fine-tuning groups. Kinds that read equal
+inputs share them, and inputs with equal settings share one feature store. All setups see the
+same tracks: a file unusable in any input is skipped for every setup.
 
 Each stage writes its result into its own folder of the run directory when it finishes, so a
 rerun skips finished stages and resumes an interrupted one from its last checkpoint.
@@ -20,29 +21,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 from torch.utils.data import ConcatDataset, DataLoader
 
 from mirformer import __version__, paths
-from mirformer.atomic import write_json, write_text
+from mirformer.atomic import atomic_path, write_json, write_text
 from mirformer.audio import too_short
 from mirformer.datasets.base import Track
 from mirformer.datasets.registry import open_dataset
-from mirformer.errors import ConfigError, MirformerError
-from mirformer.experiments.config import MODEL_KINDS, CompareConfig
-from mirformer.experiments.train_vqvae import train_vqvae, vqvae_run_dir
-from mirformer.models.former import Former, load_former
-from mirformer.objectives.spectro_masking import SpectroObjective
-from mirformer.objectives.token_masking import TokenObjective
+from mirformer.errors import MirformerError
+from mirformer.experiments.config import CompareConfig
+from mirformer.experiments.tokenizer import check_tokenizer, prepare_tokenizer, token_window
+from mirformer.kinds import KINDS, MODES, InputSpec, ModelKind, parse_setup
 from mirformer.representations.base import Representation
 from mirformer.representations.mel import LogMel
 from mirformer.representations.store import FeatureStore
-from mirformer.representations.vq import VQTokens, codebook_usage
+from mirformer.representations.vq import codebook_usage
 from mirformer.tasks import make_task
 from mirformer.training.evaluate import predict_clips
 from mirformer.training.fit import fit_stage, load_module_weights
 from mirformer.training.modules import DownstreamModule, PretrainModule
-from mirformer.training.strategies import head_for
 from mirformer.training.snippets import RandomSnippets, TiledSnippets
+from mirformer.training.strategies import freeze_groups, head_for
+
+# Patchifier's "paper" scaling, dB x 0.01, as the (x - mean) / std every input goes through.
+PAPER_SCALE = 100.0
 
 
 def config_hash(cfg: CompareConfig) -> str:
@@ -74,17 +77,14 @@ def _point_name(batch_size: int, lr: float | None) -> str:
     return f"bs{batch_size}" + ("" if lr is None else f"-lr{lr:g}")
 
 
-# Which input each model kind reads.
-INPUT_OF = {"spectroformer": "mel", "tokenformer": "tokens", "codebookformer": "tokens"}
-
-
 @dataclass
 class Inputs:
-    """One input representation: its feature store, window length and (for features) normalisation."""
+    """One prepared input: its feature store, window lengths and scaling ((x - mean) / std per dimension)."""
 
     rep: Representation
     store: FeatureStore
-    length: int  # frames per model input window
+    length: int  # frames per training window
+    eval_length: int  # frames per evaluation window
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     counts: np.ndarray | None = None  # tokens: how often the training split uses each code
@@ -99,34 +99,57 @@ class Comparison:
         self.run_dir = Path(run_dir) if run_dir else paths.runs_dir() / f"{cfg.name}-{config_hash(cfg)}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.skipped: dict[str, str] = {}
+        self.tokenizer: dict | None = None
 
     def log(self, msg: str) -> None:
         if self.progress:
             print(f"[mirformer] {msg}", flush=True)
 
     # ---- data --------------------------------------------------------------------------
-    def uses(self, kind: str) -> bool:
-        return any(setup.startswith(f"{kind}-") for setup in self.cfg.setups)
+    def kinds(self) -> list[ModelKind]:
+        """The kinds the configured setups use, in registry order."""
+        used = {parse_setup(s)[0].name for s in self.cfg.setups if s != "mfcc-linear"}
+        return [k for k in KINDS.values() if k.name in used]
+
+    def specs(self) -> dict[str, InputSpec]:
+        """Each distinct input the kinds read, by name, log-mel first."""
+        specs = {}
+        for kind in self.kinds():
+            spec = kind.input(self.cfg)
+            specs.setdefault(spec.name, spec)
+        return dict(sorted(specs.items(), key=lambda item: item[1].representation != "mel"))
+
+    def input_of(self, kind: str | ModelKind) -> Inputs:
+        kind = KINDS[kind] if isinstance(kind, str) else kind
+        return self.inputs[kind.input(self.cfg).name]
 
     def prepare_data(self) -> None:
         cfg = self.cfg
-        self.check_length("mel", cfg.snippet_frames)
-        wants_tokens = self.uses("tokenformer") or self.uses("codebookformer")
-        given = self.check_tokenizer() if wants_tokens else None  # bad settings fail before any heavy work
+        specs = self.specs()
+        # Bad settings fail here, before any data is built or any tokenizer trained.
+        given, tokens_per_second = check_tokenizer(cfg) if any(s.representation == "tokens" for s in specs.values()) \
+            else (None, None)
+        for kind in self.kinds():
+            spec = kind.input(cfg)
+            window = spec.window or token_window(cfg, tokens_per_second)
+            kind.check(cfg, window, spec.eval_window or window)
         self.dataset = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, progress=self.progress,
                                     **cfg.data.options)
         self.dataset.prepare()
         tracks = self.dataset.tracks()
         self.classes = self.dataset.classes()
         self.task = make_task(self.dataset.task, self.classes)
-        mel = LogMel(cfg.mel)
-        self.inputs = {"mel": Inputs(mel, FeatureStore(paths.features_dir(), self.dataset.identity, mel),
-                                     cfg.snippet_frames)}
-        self.extract("mel", tracks)
-        self.tokenizer: dict | None = None
-        if wants_tokens:
-            self.inputs["tokens"] = self.prepare_tokenizer(tracks, given)
-            self.extract("tokens", tracks)
+        self.inputs: dict[str, Inputs] = {}
+        for name, spec in specs.items():
+            if spec.representation == "mel":
+                rep = LogMel(spec.mel)
+            else:
+                rep, self.tokenizer = prepare_tokenizer(cfg, self.dataset, tracks, given, log=self.log,
+                                                        progress=self.progress)
+            window = spec.window or token_window(cfg, rep.frames_per_second)
+            self.inputs[name] = Inputs(rep, FeatureStore(paths.features_dir(), self.dataset.identity, rep), window,
+                                       spec.eval_window or window)
+            self.extract(name, tracks)
         self.tracks = {s: [t for t in tracks if t.split == s and t.id not in self.skipped]
                        for s in ("train", "validation", "test")}
         for split, ts in self.tracks.items():
@@ -134,16 +157,19 @@ class Comparison:
                 raise MirformerError(f"no usable tracks in the {split} split of {self.dataset.name} at "
                                      f"{self.dataset.root} ({len(self.skipped)} skipped as unreadable or too short)")
         train_ids = [t.id for t in self.tracks["train"]]
-        mel_inputs = self.inputs["mel"]
-        mel_inputs.mean, mel_inputs.std = mel_inputs.store.normalisation(train_ids)
-        if self.tokenizer is not None:
-            tokens = self.inputs["tokens"]
-            # Counted per track: a large training split never holds all its tokens in memory at once.
-            tokens.counts = sum(np.bincount(np.asarray(tokens.store.get(i), np.int64),
-                                            minlength=tokens.rep.vocab_size) for i in train_ids)
-            self.tokenizer.update(codebook_usage(tokens.counts))
-            self.log(f"tokenizer: {self.tokenizer['codes_used']}/{tokens.rep.vocab_size} codes used on the training "
-                     f"split, entropy {self.tokenizer['entropy_bits']:.2f} bits")
+        for name, spec in specs.items():
+            inp = self.inputs[name]
+            if spec.scaling == "paper":
+                inp.mean, inp.std = np.zeros(inp.rep.dim, np.float32), np.full(inp.rep.dim, PAPER_SCALE, np.float32)
+            elif spec.representation == "mel":
+                inp.mean, inp.std = inp.store.normalisation(train_ids)
+            else:
+                # Counted per track: a large training split never holds all its tokens in memory at once.
+                inp.counts = sum(np.bincount(np.asarray(inp.store.get(i), np.int64), minlength=inp.rep.vocab_size)
+                                 for i in train_ids)
+                self.tokenizer.update(codebook_usage(inp.counts))
+                self.log(f"tokenizer: {self.tokenizer['codes_used']}/{inp.rep.vocab_size} codes used on the training "
+                         f"split, entropy {self.tokenizer['entropy_bits']:.2f} bits")
         self.task.fit(self.tracks["train"])
 
     def extract(self, name: str, tracks: list[Track]) -> None:
@@ -156,72 +182,21 @@ class Comparison:
             if why:
                 self.skipped[t.id] = self.dataset.explain(t.id, why)
 
-    def token_window(self, tokens_per_second: float) -> int:
-        """Token window: ``token_snippet_frames``, or the seconds of a mel window."""
-        mel_frames_per_second = self.cfg.mel.sample_rate / self.cfg.mel.hop_length
-        return self.cfg.token_snippet_frames or round(self.cfg.snippet_frames * tokens_per_second / mel_frames_per_second)
-
-    def check_tokenizer(self) -> VQTokens | None:
-        """Check the tokenizer settings; return the given checkpoint's tokenizer (None: one will be trained).
-
-        A given checkpoint is loaded here (layout, keys, shapes and level checked); for one to be
-        trained, the level and window length follow from its architecture.
-        """
-        tc = self.cfg.tokenizer
-        if tc.checkpoint:
-            checkpoint = Path(tc.checkpoint).expanduser()
-            if not checkpoint.is_file():
-                raise ConfigError(f"tokenizer.checkpoint {checkpoint}: no such file")
-            rep = VQTokens(checkpoint, level=tc.level, trust_pickle=tc.trust_checkpoint)
-            self.check_length("tokens", self.token_window(rep.frames_per_second))
-            return rep
-        vq = tc.train.vqvae
-        level = vq.levels - 1 if tc.level is None else tc.level
-        if not 0 <= level < vq.levels:
-            raise ConfigError(f"tokenizer.level={tc.level} does not exist: tokenizer.train.vqvae has levels "
-                              f"0..{vq.levels - 1}")
-        self.check_length("tokens", self.token_window(vq.sample_rate / vq.hop_lengths[level]))
-        return None
-
-    def prepare_tokenizer(self, tracks: list[Track], given: VQTokens | None) -> Inputs:
-        """The VQ tokenizer's inputs: the given checkpoint's, or those of a VQ-VAE trained on the training split."""
-        cfg, tc = self.cfg, self.cfg.tokenizer
-        if given is not None:
-            rep, source, fit = given, "from the given checkpoint", {}
-        else:
-            out = vqvae_run_dir(self.dataset.identity, tc.train, seed=cfg.seed, trainer_cfg=cfg.trainer)
-            self.log(f"tokenizer: training a VQ-VAE on the training split in {out}")
-            by_split = {s: [t for t in tracks if t.split == s] for s in ("train", "validation")}
-            checkpoint = train_vqvae(by_split, tc.train, out, dataset_id=self.dataset.identity, trainer_cfg=cfg.trainer,
-                                     seed=cfg.seed, workers=cfg.workers, progress=self.progress)
-            rep, source = VQTokens(checkpoint, level=tc.level), "trained on the training split"
-            history = json.loads((out / "history.json").read_text())["history"]
-            fit = {"epochs": len(history), "val_loss": history[-1].get("val_loss") if history else None}
-        length = self.token_window(rep.frames_per_second)
-        vq = rep.model.config
-        self.tokenizer = {"source": source, "checkpoint": str(rep.checkpoint), "sha1": rep.sha1, "level": rep.level,
-                          "levels": vq.levels, "sample_rate": rep.sample_rate, "hop_length": rep.hop_length,
-                          "vocab_size": rep.vocab_size, "emb_width": vq.emb_width, "window_frames": length, **fit}
-        return Inputs(rep, FeatureStore(paths.features_dir(), self.dataset.identity, rep), length)
-
-    def check_length(self, name: str, length: int) -> None:
-        if length > self.cfg.encoder.max_len:
-            raise ConfigError(f"{name}: windows of {length} frames exceed encoder.max_len={self.cfg.encoder.max_len}; "
-                              "raise encoder.max_len or shorten the window (snippet_frames / token_snippet_frames)")
-
     def targets(self, tracks: list[Track]) -> list:
         return [self.task.target(t) for t in tracks]
 
-    def random_snippets(self, split: str, copies: int, kind: str) -> ConcatDataset:
-        ts, inp = self.tracks[split], self.inputs[INPUT_OF[kind]]
-        one = RandomSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=inp.length, mean=inp.mean,
-                             std=inp.std)
+    def random_snippets(self, split: str, copies: int, kind: str | ModelKind, frames: int | None = None) -> ConcatDataset:
+        """``copies`` random crops of ``frames`` (default: the training window) per clip of ``split``."""
+        ts, inp = self.tracks[split], self.input_of(kind)
+        one = RandomSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=frames or inp.length,
+                             mean=inp.mean, std=inp.std)
         return ConcatDataset([one] * copies)
 
-    def tiled(self, split: str, kind: str) -> TiledSnippets:
-        ts, inp = self.tracks[split], self.inputs[INPUT_OF[kind]]
-        return TiledSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=inp.length, mean=inp.mean,
-                             std=inp.std)
+    def tiled(self, split: str, kind: str | ModelKind, frames: int | None = None) -> TiledSnippets:
+        """Every window of ``frames`` (default: the evaluation window) of every clip of ``split``."""
+        ts, inp = self.tracks[split], self.input_of(kind)
+        return TiledSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=frames or inp.eval_length,
+                             mean=inp.mean, std=inp.std)
 
     def loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = self.cfg.trainer.num_workers
@@ -229,52 +204,54 @@ class Comparison:
                           num_workers=workers, persistent_workers=workers > 0)
 
     # ---- stages ------------------------------------------------------------------------
-    def new_model(self, kind: str, n_classes: int, **head) -> Former:
-        """A seeded random ``kind``; ``head`` (``head``, ``pooling``) configures the downstream head."""
+    def new_model(self, kind: ModelKind, n_outputs: int, *, head: str = "linear", pooling: str = "cls") -> nn.Module:
+        """A seeded random network of ``kind`` with ``n_outputs`` downstream outputs (0: pretraining only)."""
         torch.manual_seed(self.cfg.seed)
-        inp = self.inputs[INPUT_OF[kind]]
-        rep = inp.rep
-        if kind == "spectroformer":
-            return Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.dim, n_classes=n_classes, **head)
-        codebook = rep.codebook()
-        model = Former(kind=kind, encoder=self.cfg.encoder, input_dim=rep.vocab_size, n_classes=n_classes,
-                       codebook_dim=codebook.shape[1], **head)
-        if kind == "codebookformer":
-            model.frontend.set_codebook(codebook, counts=inp.counts)
-        return model
+        return kind.build(self.cfg, self.input_of(kind), n_outputs=n_outputs, head=head, pooling=pooling)
 
-    def objective(self, kind: str):
-        if kind == "spectroformer":
-            return SpectroObjective(self.cfg.mask)
-        return TokenObjective(self.cfg.token_mask, vocab_size=self.inputs["tokens"].rep.vocab_size)
+    def pretrain(self, kind: ModelKind) -> tuple[Path, dict[str, list]]:
+        """Run ``kind``'s pretraining stages in order, each from the last one's weights; finished stages
+        are reused. Returns the last stage's saved network and every stage's per-epoch history."""
+        cfg, inp = self.cfg, self.input_of(kind)
+        previous, histories = None, {}
+        for stage in kind.pretraining(cfg, inp):
+            folder = self.run_dir / f"{kind.name}-{stage.name}"
+            encoder_path = folder / "encoder.pt"
+            if encoder_path.exists():
+                self.log(f"{kind.name} {stage.name}: reusing {encoder_path}")
+            else:
+                self.log(f"pretraining {kind.name} ({stage.description})")
+                model = kind.load(previous) if previous else self.new_model(kind, 0)
+                module = PretrainModule(model, objective=stage.objective, optim=stage.config.optim, seed=cfg.seed,
+                                        frozen=freeze_groups(model, stage.frozen))
+                t0 = time.time()
+                history, best = fit_stage(
+                    module,
+                    self.loader(self.random_snippets("train", stage.config.snippets_per_track, kind, stage.frames),
+                                stage.config.batch_size, True),
+                    self.loader(self.tiled("validation", kind, stage.frames or inp.length), cfg.eval_batch_size, False),
+                    stage_dir=folder, epochs=stage.config.epochs, monitor="val/loss", mode="min",
+                    trainer_cfg=cfg.trainer, seed=cfg.seed)
+                load_module_weights(module, best)
+                write_json(folder / "history.json", {"history": history, "seconds": time.time() - t0})
+                self.save_examples(stage, module.model, folder, kind, stage.frames or inp.length)
+                module.model.save(encoder_path)
+            histories[stage.name] = json.loads((folder / "history.json").read_text())["history"]
+            previous = encoder_path
+        return previous, histories
 
-    def pretrain(self, kind: str) -> Path:
-        """Masked pretraining of ``kind``; returns the saved encoder (reused when present)."""
-        stage = self.run_dir / f"{kind}-pretrain"
-        encoder_path = stage / "encoder.pt"
-        if encoder_path.exists():
-            self.log(f"{kind} pretraining: reusing {encoder_path}")
-            return encoder_path
-        cfg = self.cfg
-        what = "masked frame and channel blocks, Huber loss" if kind == "spectroformer" else \
-            "masked tokens, cross-entropy"
-        self.log(f"pretraining {kind} ({what})")
-        module = PretrainModule(self.new_model(kind, 0), objective=self.objective(kind), optim=cfg.pretrain.optim,
-                                seed=cfg.seed)
-        t0 = time.time()
-        history, best = fit_stage(
-            module,
-            self.loader(self.random_snippets("train", cfg.pretrain.snippets_per_track, kind), cfg.pretrain.batch_size,
-                        True),
-            self.loader(self.tiled("validation", kind), cfg.eval_batch_size, False),
-            stage_dir=stage, epochs=cfg.pretrain.epochs, monitor="val/loss", mode="min",
-            trainer_cfg=cfg.trainer, seed=cfg.seed)
-        load_module_weights(module, best)
-        write_json(stage / "history.json", {"history": history, "seconds": time.time() - t0})
-        module.model.save(encoder_path)
-        return encoder_path
+    def save_examples(self, stage, model: nn.Module, folder: Path, kind: ModelKind, frames: int) -> None:
+        """A few validation examples of what the stage learned (input, masked input, reconstruction)
+        as ``examples.npz``, for objectives that can show them; the report draws them."""
+        if not hasattr(stage.objective, "examples"):
+            return
+        batch = next(iter(DataLoader(self.tiled("validation", kind, frames), batch_size=8, shuffle=False)))
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        examples = stage.objective.examples(model.eval(), batch, generator)
+        with atomic_path(folder / "examples.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **{k: v.numpy() for k, v in examples.items()})
 
-    def downstream(self, name: str, kind: str, stage_cfg, pretrained: Path | None = None) -> dict:
+    def downstream(self, name: str, kind: ModelKind, stage_cfg, pretrained: Path | None = None) -> dict:
         """Train a downstream stage (every grid point, if a grid is set), select on validation, evaluate.
 
         Only the selected setting is scored on the test split; the grid keeps every point's
@@ -295,9 +272,10 @@ class Comparison:
         best = max(trained, key=lambda p: p["best"].get(f"val_{monitor}", float("-inf")))
         module = self.downstream_module(kind, replace(stage_cfg, batch_size=best["batch_size"]), pretrained)
         load_module_weights(module, Path(best["checkpoint"]))
-        result = {"name": name, "model": kind, "input": INPUT_OF[kind], "pretrained": pretrained is not None,
-                  "task": self.task.kind, "strategy": stage_cfg.strategy, "pooling": stage_cfg.pooling,
-                  "checkpoint": best["checkpoint"], "history": best["history"], "seconds": time.time() - t0}
+        result = {"name": name, "model": kind.name, "input": kind.input(self.cfg).name,
+                  "pretrained": pretrained is not None, "task": self.task.kind, "strategy": stage_cfg.strategy,
+                  "pooling": stage_cfg.pooling, "checkpoint": best["checkpoint"], "history": best["history"],
+                  "seconds": time.time() - t0}
         if len(points) > 1:
             result["grid"] = [{k: p[k] for k in ("batch_size", "lr", "best", "checkpoint")} for p in trained]
             result["selected"] = {"batch_size": best["batch_size"], "lr": best["lr"], "monitor": f"val_{monitor}"}
@@ -306,19 +284,20 @@ class Comparison:
         write_json(done, result)
         return result
 
-    def downstream_module(self, kind: str, stage_cfg, pretrained: Path | None) -> DownstreamModule:
+    def downstream_module(self, kind: str | ModelKind, stage_cfg, pretrained: Path | None) -> DownstreamModule:
         """A fresh downstream model (the pretrained encoder, or a seeded random one) in its Lightning module."""
-        head = head_for(stage_cfg.strategy)
+        kind = KINDS[kind] if isinstance(kind, str) else kind
+        head = head_for(stage_cfg.strategy, stage_cfg.head or kind.head)
         if pretrained is not None:
             torch.manual_seed(self.cfg.seed)  # the new head's initialisation
-            model = load_former(pretrained, n_classes=self.task.n_outputs, head=head, pooling=stage_cfg.pooling)
+            model = kind.load(pretrained, n_outputs=self.task.n_outputs, head=head, pooling=stage_cfg.pooling)
         else:
             model = self.new_model(kind, self.task.n_outputs, head=head, pooling=stage_cfg.pooling)
         val = self.tracks["validation"]
         return DownstreamModule(model, task=self.task, optim=stage_cfg.optim, n_val_tracks=len(val),
-                                val_targets=self.task.targets(val), strategy=stage_cfg.strategy)
+                                val_targets=self.task.targets(val), strategy=stage_cfg.strategy, freezes=kind.freezes)
 
-    def train_point(self, name: str, folder: Path, kind: str, stage_cfg, pretrained: Path | None) -> dict:
+    def train_point(self, name: str, folder: Path, kind: ModelKind, stage_cfg, pretrained: Path | None) -> dict:
         """Train one setting of a downstream stage (or reuse it); return its history and best checkpoint."""
         done = folder / "fit.json"
         if done.exists():
@@ -342,7 +321,7 @@ class Comparison:
         write_json(done, point)
         return point
 
-    def evaluate(self, model: Former, stage: Path, kind: str) -> dict:
+    def evaluate(self, model: nn.Module, stage: Path, kind: str | ModelKind) -> dict:
         """Clip-level metrics on every split; predictions saved as CSV beside them."""
         device = "cuda" if self.cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
         splits, rows = {}, ["split,track_id,target,predicted"]
@@ -366,7 +345,7 @@ class Comparison:
         self.log("classical baseline: MFCC statistics + a linear model")
         t0 = time.time()
         tracks = [t for ts in self.tracks.values() for t in ts]
-        result = run_mfcc_baseline(tracks, classes=self.classes, task=self.task.kind, sample_rate=self.inputs["mel"].rep.sample_rate,
+        result = run_mfcc_baseline(tracks, classes=self.classes, task=self.task.kind, sample_rate=self.cfg.mel.sample_rate,
                                    max_seconds=self.cfg.baseline_seconds, seed=self.cfg.seed,
                                    workers=self.cfg.workers, progress=self.progress)
         result["seconds"] = time.time() - t0
@@ -383,16 +362,20 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
     write_json(cmp.run_dir / "config.json", {"config": asdict(cfg), "seed": cfg.seed, "versions": versions()})
     cmp.prepare_data()
     setups: dict[str, dict] = {}
-    for kind in MODEL_KINDS:
-        name = f"{kind}-pretrained-finetuned"
-        if name in cfg.setups:
-            encoder = cmp.pretrain(kind)
-            pre = json.loads((cmp.run_dir / f"{kind}-pretrain" / "history.json").read_text())
-            setups[name] = cmp.downstream(name, kind, cfg.finetune, encoder)
-            setups[name]["pretrain_history"] = pre["history"]
-        name = f"{kind}-scratch"
-        if name in cfg.setups:
-            setups[name] = cmp.downstream(name, kind, cfg.scratch)
+    for kind in KINDS.values():
+        for mode in MODES:
+            name = f"{kind.name}-{mode}"
+            if name not in cfg.setups:
+                continue
+            if mode == "scratch":
+                setups[name] = cmp.downstream(name, kind, cfg.scratch)
+                continue
+            encoder, stages = cmp.pretrain(kind)
+            stage_cfg = cfg.finetune if mode == "pretrained-finetuned" else replace(cfg.finetune, strategy=mode)
+            setups[name] = cmp.downstream(name, kind, stage_cfg, encoder)
+            setups[name]["pretrain_history"] = list(stages.values())[-1]
+            if len(stages) > 1:
+                setups[name]["pretrain_stages"] = stages
     if "mfcc-linear" in cfg.setups:
         setups["mfcc-linear"] = cmp.baseline()
     results = {
@@ -403,7 +386,7 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
         "monitor": cmp.task.monitor,
         "classes": cmp.classes,
         "counts": {s: len(ts) for s, ts in cmp.tracks.items()},
-        "representations": {name: {"name": inp.rep.name, "window_frames": inp.length,
+        "representations": {name: {"name": inp.rep.name, "window_frames": inp.length, "eval_window_frames": inp.eval_length,
                                    "frames_per_second": inp.rep.frames_per_second, **inp.rep.config_dict()}
                             for name, inp in cmp.inputs.items()},
         "tokenizer": cmp.tokenizer,

@@ -8,8 +8,12 @@ from mirformer.audio import MIN_SECONDS
 from mirformer.config import from_dict, merge, to_dict
 from mirformer.errors import ConfigError
 from mirformer.experiments.train_vqvae import VQVAETrainConfig
+from mirformer.kinds import setup_names
+from mirformer.kinds.base import KINDS
 from mirformer.models.encoder import EncoderConfig
-from mirformer.models.heads import POOLINGS
+from mirformer.models.heads import HEADS, POOLINGS
+from mirformer.models.patchifier import PatchifierConfig
+from mirformer.objectives.patch_masking import PatchMaskConfig
 from mirformer.objectives.spectro_masking import SpectroMaskConfig
 from mirformer.objectives.token_masking import TokenMaskConfig
 from mirformer.representations.mel import THESIS, MelConfig
@@ -58,14 +62,17 @@ class StageConfig:
     snippets_per_track: int = 1  # random crops drawn from each training clip per epoch
     optim: OptimConfig = field(default_factory=OptimConfig)
     # Downstream stages only: what trains (mirformer.training.strategies) and what the head reads.
-    strategy: str = "full"  # full | linear-probe | mlp-probe | frozen-frontend
+    strategy: str = "full"  # full | linear-probe | mlp-probe | frozen-frontend | frozen-encoder
     pooling: str = "cls"  # cls | mean
+    head: str | None = None  # linear | mlp | pooler; None: mlp for mlp-probe, else the model's own
     grid: GridConfig = field(default_factory=GridConfig)
 
     def __post_init__(self):
         check_strategy(self.strategy)
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.head is not None and self.head not in HEADS:
+            raise ConfigError(f"head must be one of {HEADS} (or None), got {self.head!r}")
         if self.grid.lr and self.optim.lr is None:
             raise ConfigError("grid.lr sweeps a static learning rate; this stage uses the warmup schedule "
                               "(optim.lr is None): set optim.lr or leave grid.lr empty")
@@ -86,10 +93,40 @@ class TokenizerConfig:
     train: VQVAETrainConfig = field(default_factory=VQVAETrainConfig)
 
 
-MODEL_KINDS = ("spectroformer", "tokenformer", "codebookformer")
+def _patchifier_stage(epochs: int, crops: int) -> StageConfig:
+    return StageConfig(epochs=epochs, batch_size=32, snippets_per_track=crops, optim=OptimConfig(name="adamw", lr=1e-4))
+
+
+@dataclass
+class PatchifierSetupConfig:
+    """Patchifier's input, model and two-stage pretraining (Zhao & Li's recipe by default).
+
+    Downstream it trains with the comparison's ``finetune`` / ``scratch`` stages, like every model.
+    """
+
+    model: PatchifierConfig = field(default_factory=PatchifierConfig)
+    # 22,050 Hz, 64 bands, hop 512; dB against each clip's peak, so "paper" scaling lies in [-0.8, 0].
+    mel: MelConfig = field(default_factory=lambda: MelConfig(sample_rate=22050, n_fft=1024, hop_length=512,
+                                                             n_mels=64, ref="max"))
+    scaling: str = "paper"  # dB x 0.01 (the paper); "standardise": per band over the training split
+    window_patches: int = 8  # patches per training window (8 x 32 frames: 5.9 s)
+    mask: PatchMaskConfig = field(default_factory=PatchMaskConfig)  # stage II ratio, augmentations
+    # Stage I: 25 random patch crops per clip and epoch; AdamW, lr 1e-4, batch 32 (the paper's).
+    stage1: StageConfig = field(default_factory=lambda: _patchifier_stage(10, 25))
+    stage2: StageConfig = field(default_factory=lambda: _patchifier_stage(10, 1))
+    train_extractor: bool = True  # whether the feature extractor keeps training in stage II
+
+    def __post_init__(self):
+        if self.scaling not in ("paper", "standardise"):
+            raise ConfigError(f"patchifier.scaling must be 'paper' or 'standardise', got {self.scaling!r}")
+
+
 # The thesis' Table 6: each model pretrained + fine-tuned and trained from scratch; then the baseline.
-SETUPS = tuple(f"{kind}-{mode}" for kind in MODEL_KINDS for mode in ("pretrained-finetuned", "scratch")) + (
-    "mfcc-linear",)
+SETUPS = tuple(f"{kind}-{mode}" for kind in ("spectroformer", "tokenformer", "codebookformer")
+               for mode in ("pretrained-finetuned", "scratch")) + ("mfcc-linear",)
+# Every setup a comparison can run: each kind pretrained + fine-tuned, from scratch, or pretrained
+# and fine-tuned with one named strategy (e.g. "patchifier-linear-probe").
+KNOWN_SETUPS = tuple(name for kind in KINDS for name in setup_names(kind)) + ("mfcc-linear",)
 
 
 @dataclass
@@ -110,6 +147,7 @@ class CompareConfig:
     finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, batch_size=32,
                                                                       optim=OptimConfig(lr=5e-5)))
     scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, optim=OptimConfig(warmup=8000)))
+    patchifier: PatchifierSetupConfig = field(default_factory=PatchifierSetupConfig)
     setups: list = field(default_factory=lambda: list(SETUPS))
     baseline_seconds: float | None = None  # audio per clip the MFCC baseline reads (None: all)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -117,9 +155,9 @@ class CompareConfig:
     eval_batch_size: int = 32
 
     def __post_init__(self):
-        unknown = sorted(set(self.setups) - set(SETUPS))
+        unknown = sorted(set(self.setups) - set(KNOWN_SETUPS))
         if unknown:
-            raise ConfigError(f"unknown setup(s) {unknown}; known: {list(SETUPS)}")
+            raise ConfigError(f"unknown setup(s) {unknown}; known: {list(KNOWN_SETUPS)}")
 
 
 # mirformer's small VQ-VAE (one level, 256 codes of width 32) with 9 stride-2 stages: hop 512 at 22.05 kHz.

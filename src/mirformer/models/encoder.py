@@ -1,4 +1,5 @@
-"""The transformer encoder shared by SpectroFormer, TokenFormer and CodebookFormer.
+"""The transformer encoder shared by every model: SpectroFormer, TokenFormer, CodebookFormer and
+Patchifier's bottleneck.
 
 Axis legend used in shapes: B batch, L input positions (frames or tokens), S = L + 1 with the
 prepended CLS position, D d_model, H heads, Dh = D / H.
@@ -17,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mirformer.errors import ConfigError
+
 
 @dataclass
 class EncoderConfig:
@@ -27,9 +30,16 @@ class EncoderConfig:
     dropout: float = 0.1
     max_len: int = 8192  # longest input (without CLS) the positional table covers
     norm_eps: float = 1e-5
+    positions: str = "sinusoidal"  # or "learned": a trained table (BERT, Patchifier)
+    scale_inputs: bool = True  # multiply inputs by sqrt(d_model) (the thesis); BERT-style models do not
 
     def __post_init__(self):
         assert self.d_model % self.n_heads == 0, f"d_model {self.d_model} not divisible by n_heads {self.n_heads}"
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"encoder positions must be one of {POSITIONS}, got {self.positions!r}")
+
+
+POSITIONS = ("sinusoidal", "learned")
 
 
 def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
@@ -73,17 +83,21 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    """CLS + sinusoidal positions + transformer blocks over already-embedded inputs.
+    """CLS + positions + transformer blocks over already-embedded inputs.
 
-    The input (the frontend's output) is scaled by sqrt(d_model) as in the thesis, a learned CLS
-    vector is *prepended* (position 0; real inputs keep positions 1..L), positions are added.
+    The input (the frontend's output) is scaled by sqrt(d_model) as in the thesis (unless
+    ``scale_inputs`` is off), a learned CLS vector is *prepended* (position 0; real inputs keep
+    positions 1..L), and positions are added: Vaswani et al.'s sinusoids, or a learned table.
     """
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
         self.cls = nn.Parameter(torch.randn(cfg.d_model) * 0.02)
-        self.register_buffer("positions", sinusoidal_positions(cfg.max_len + 1, cfg.d_model), persistent=False)
+        if cfg.positions == "learned":
+            self.positions = nn.Parameter(torch.randn(cfg.max_len + 1, cfg.d_model) * 0.02)
+        else:
+            self.register_buffer("positions", sinusoidal_positions(cfg.max_len + 1, cfg.d_model), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
@@ -105,7 +119,8 @@ class Encoder(nn.Module):
         """
         B, L, D = x.shape
         assert L <= self.cfg.max_len, f"input length {L} > max_len {self.cfg.max_len}"
-        x = x * math.sqrt(D)
+        if self.cfg.scale_inputs:
+            x = x * math.sqrt(D)
         x = torch.cat([self.cls.to(x.dtype).expand(B, 1, D), x], dim=1) + self.positions[: L + 1].to(x.dtype)
         attn_mask = None
         if pad is not None and bool(pad.any()):

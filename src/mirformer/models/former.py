@@ -70,6 +70,11 @@ class Former(nn.Module):
         self.pretrain_head = PositionHead(encoder.d_model, input_dim, eps=encoder.norm_eps)
         self.head = make_head(head, encoder.d_model, n_classes, encoder.dropout) if n_classes else None
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """Parameter groups by role: what the fine-tuning strategies freeze, what pretraining trains."""
+        return {"frontend": [self.frontend], "encoder": [self.encoder], "decoder": [self.pretrain_head],
+                "head": [self.head] if self.head is not None else []}
+
     def forward_encoder(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L, F) frames or (B, L) token ids, (B, L) bool padding -> (B, L + 1, D) (CLS first)."""
         return self.encoder(self.frontend(x), pad)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-HEADS = ("linear", "mlp")
+HEADS = ("linear", "mlp", "pooler")
 POOLINGS = ("cls", "mean")
 
 
@@ -32,8 +32,21 @@ class MLPHead(nn.Module):
         return self.net(pooled)
 
 
+class PoolerHead(nn.Module):
+    """Pooled state (B, D) -> outputs (B, n_outputs): BERT's pooler (dense + tanh), then dropout + linear
+    (Patchifier's downstream head)."""
+
+    def __init__(self, d_model: int, n_outputs: int, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh(), nn.Dropout(dropout),
+                                 nn.Linear(d_model, n_outputs))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net(pooled)
+
+
 def make_head(kind: str, d_model: int, n_outputs: int, dropout: float) -> nn.Module:
-    return {"linear": ClassificationHead, "mlp": MLPHead}[kind](d_model, n_outputs, dropout)
+    return {"linear": ClassificationHead, "mlp": MLPHead, "pooler": PoolerHead}[kind](d_model, n_outputs, dropout)
 
 
 def pool(h: torch.Tensor, pad: torch.Tensor | None, how: str) -> torch.Tensor:

@@ -10,17 +10,21 @@ from dataclasses import dataclass, field
 
 import lightning as L
 import torch
+import torch.nn as nn
 from torchmetrics.classification import MulticlassF1Score
 
-from mirformer.errors import MirformerError
-from mirformer.models.former import Former
+from mirformer.errors import ConfigError, MirformerError
 from mirformer.tasks import Task
-from mirformer.training.strategies import freeze
+from mirformer.training.strategies import FREEZES, check_strategy, freeze_groups
 from mirformer.training.schedule import inverse_sqrt_warmup
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 @dataclass
 class OptimConfig:
+    name: str = "adam"  # or "adamw" (decoupled weight decay; Patchifier's)
     lr: float | None = None  # a static rate (fine-tuning); None: the warmup / inverse-sqrt schedule
     lr_scale: float = 1.0  # multiplies the scheduled rate
     warmup: int = 8000  # steps
@@ -28,20 +32,34 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
 
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"optim.name must be one of {sorted(OPTIMIZERS)}, got {self.name!r}")
+
 
 class _Base(L.LightningModule):
-    def __init__(self, model: Former, optim: OptimConfig):
+    """``frozen`` parts (modules of ``model.parts()``) do not train and stay in eval mode."""
+
+    def __init__(self, model: nn.Module, optim: OptimConfig, frozen: list[nn.Module] = ()):
         super().__init__()
         self.model = model
         self.optim = optim
+        self.frozen = list(frozen)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for part in self.frozen:
+            part.eval()
+        return self
 
     def configure_optimizers(self):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(trainable, lr=1.0 if self.optim.lr is None else self.optim.lr,
-                               betas=tuple(self.optim.betas), eps=self.optim.eps, weight_decay=self.optim.weight_decay)
+        opt = OPTIMIZERS[self.optim.name](trainable, lr=1.0 if self.optim.lr is None else self.optim.lr,
+                                          betas=tuple(self.optim.betas), eps=self.optim.eps,
+                                          weight_decay=self.optim.weight_decay)
         if self.optim.lr is not None:
             return opt
-        d_model, warmup, scale = self.model.encoder_cfg.d_model, self.optim.warmup, self.optim.lr_scale
+        d_model, warmup, scale = self.model.encoder.cfg.d_model, self.optim.warmup, self.optim.lr_scale
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: inverse_sqrt_warmup(step, d_model=d_model, warmup=warmup, scale=scale))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -53,14 +71,16 @@ class _Base(L.LightningModule):
 
 
 class PretrainModule(_Base):
-    """Masked self-supervised pretraining; ``objective(model, batch, generator) -> loss`` is injected.
+    """Self-supervised pretraining; ``objective(model, batch, generator) -> loss`` is injected.
 
-    Objectives: ``SpectroObjective`` (masked cells, Huber) and ``TokenObjective`` (masked ids,
-    cross-entropy), both computed on the masked positions only.
+    Objectives: ``SpectroObjective`` (masked cells, Huber), ``TokenObjective`` (masked ids,
+    cross-entropy), Patchifier's ``PatchAutoencoding`` and ``MaskedPatchModelling`` (MSE), each
+    computed on the masked positions only. ``frozen`` parts do not train (``freeze_groups``).
     """
 
-    def __init__(self, model: Former, *, objective, optim: OptimConfig, seed: int = 0):
-        super().__init__(model, optim)
+    def __init__(self, model: nn.Module, *, objective, optim: OptimConfig, seed: int = 0,
+                 frozen: list[nn.Module] = ()):
+        super().__init__(model, optim, frozen)
         self.objective = objective
         self.seed = seed
 
@@ -82,24 +102,19 @@ class DownstreamModule(_Base):
     """A downstream task on random snippets; validation averages window outputs per clip.
 
     ``task`` (``mirformer.tasks``) gives the loss and the clip-level metrics; ``strategy``
-    (``mirformer.training.strategies``) freezes parts of the model, which then stay in eval mode.
+    (``mirformer.training.strategies``) freezes the parameter groups ``freezes[strategy]`` of the
+    model, which then stay in eval mode.
     """
 
-    def __init__(self, model: Former, *, task: Task, optim: OptimConfig, n_val_tracks: int,
-                 val_targets: torch.Tensor, strategy: str = "full"):
-        super().__init__(model, optim)
+    def __init__(self, model: nn.Module, *, task: Task, optim: OptimConfig, n_val_tracks: int,
+                 val_targets: torch.Tensor, strategy: str = "full", freezes: dict = FREEZES):
+        check_strategy(strategy)
+        super().__init__(model, optim, freeze_groups(model, freezes[strategy]))
         self.task = task
-        self.frozen = freeze(model, strategy)
         self.register_buffer("val_targets", val_targets, persistent=False)
         self.n_val_tracks = n_val_tracks
         self.train_f1 = MulticlassF1Score(num_classes=task.n_outputs, average="macro") \
             if task.kind == "classification" else None
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for part in self.frozen:
-            part.eval()
-        return self
 
     def training_step(self, batch, batch_idx):
         outputs = self.model(batch["x"], batch["pad"])
