@@ -33,7 +33,9 @@ class FirstFrame(nn.Module):
     def __init__(self, n_classes: int):
         super().__init__()
         self.n_classes = n_classes
-        self.frontend, self.encoder = nn.Identity(), nn.Identity()  # the parts strategies look for
+
+    def parts(self):  # no parameter groups for the fine-tuning strategies to freeze
+        return {}
 
     def forward(self, x, pad):
         return x[:, 0, : self.n_classes]

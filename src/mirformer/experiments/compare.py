@@ -390,6 +390,8 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
                                    "frames_per_second": inp.rep.frames_per_second, **inp.rep.config_dict()}
                             for name, inp in cmp.inputs.items()},
         "tokenizer": cmp.tokenizer,
+        # Pretraining stages that saved validation examples (Patchifier's reconstructions).
+        "examples": {p.parent.name: str(p.relative_to(cmp.run_dir)) for p in sorted(cmp.run_dir.glob("*/examples.npz"))},
         "skipped": cmp.skipped,
         "setups": setups,
         "seconds": time.time() - t0,

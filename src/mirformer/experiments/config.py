@@ -163,6 +163,17 @@ class CompareConfig:
 # mirformer's small VQ-VAE (one level, 256 codes of width 32) with 9 stride-2 stages: hop 512 at 22.05 kHz.
 SMALL_HOP512 = {**SMALL.to_dict(), "downs_t": [9]}
 
+# A small Patchifier for minutes on 2 cores: the quickstart's log-mel (22.05 kHz, hop 512, 64 bands,
+# shared with SpectroFormer's store), d_model 128, 4 layers, windows of 4 patches (3 s, as the
+# other models'), whole 10 s clips (13 patches) in one evaluation window.
+QUICK_PATCHIFIER = {
+    "model": {"filters": 8, "decoder_width": 256,
+              "encoder": {"d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 512, "max_len": 16}},
+    "window_patches": 4,
+    "stage1": {"epochs": 4, "batch_size": 32, "snippets_per_track": 25},
+    "stage2": {"epochs": 20, "batch_size": 32, "snippets_per_track": 2},
+}
+
 PRESETS: dict[str, dict] = {
     # Minutes on a 2-core laptop: 10 s clips, 22.05 kHz / hop 512 log-mel, a small encoder.
     "quickstart": {
@@ -182,6 +193,8 @@ PRESETS: dict[str, dict] = {
         "scratch": {"epochs": 20, "batch_size": 16, "snippets_per_track": 2,
                     "optim": {"warmup": 200, "lr_scale": 0.5}},
         "baseline_seconds": None,
+        "patchifier": QUICK_PATCHIFIER,
+        "setups": [*SETUPS[:-1], "patchifier-pretrained-finetuned", "patchifier-scratch", "mfcc-linear"],
     },
     # The built-in corpus at full size (30 s clips), a mid-size encoder, longer training.
     "styles-full": {
@@ -266,3 +279,24 @@ def resolve(preset: str | None = None, overrides: dict | None = None) -> Compare
     if data.get("name", resolved["data"]["name"]) != resolved["data"]["name"]:
         resolved["data"]["options"] = {}
     return from_dict(CompareConfig, merge(resolved, overrides or {}))
+
+
+# Patchifier on the built-in corpus: both pretraining stages, then the paper's four fine-tuning
+# modes from the one pretrained encoder (its Fig. 2), a from-scratch run and the baseline.
+PRESETS["patchifier-quickstart"] = merge(PRESETS["quickstart"], {
+    "name": "patchifier-quickstart",
+    "setups": ["patchifier-linear-probe", "patchifier-frozen-frontend", "patchifier-frozen-encoder", "patchifier-full",
+               "patchifier-scratch", "mfcc-linear"],
+})
+# The paper's model and recipe (Zhao & Li) on GTZAN's fault-filtered split alone: its pretraining
+# set (MagnaTagATune) and downstream set differ in the paper, which needs cross-dataset
+# pretraining; here both stages pretrain on GTZAN's training split. Stage II reads whole 30 s clips
+# (40 patches); evaluation windows hold 64 patches, so every clip is read in one window.
+PRESETS["patchifier-paper"] = merge(PRESETS["gtzan"], {
+    "name": "patchifier-paper",
+    "patchifier": {"window_patches": 40, "stage1": {"epochs": 100}, "stage2": {"epochs": 300}},
+    "finetune": {"epochs": 100, "batch_size": 32, "snippets_per_track": 1, "optim": {"name": "adamw", "lr": 1e-4},
+                 "grid": {"batch_size": [], "lr": []}},
+    "setups": ["patchifier-linear-probe", "patchifier-frozen-frontend", "patchifier-frozen-encoder", "patchifier-full",
+               "mfcc-linear"],
+})

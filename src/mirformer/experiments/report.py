@@ -1,8 +1,7 @@
-"""Turn a saved results dict into a markdown report: score table, confusion matrices, curves.
+"""Turn a saved results dict into a markdown report: score table, grid, figures.
 
-Reads only what training saved (``results.json``); it never trains or scores. Figures are
-``matplotlib.figure.Figure`` objects rendered by Agg without pyplot, so importing this module
-leaves the caller's backend (a notebook's, say) alone and no figure outlives its function.
+Reads only what training saved (``results.json`` and the files it names); it never trains or
+scores. The figures are drawn by ``mirformer.experiments.plots``.
 """
 
 from __future__ import annotations
@@ -12,16 +11,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 
-from mirformer.atomic import atomic_path, write_text
+from mirformer.atomic import write_text
 from mirformer.errors import ConfigError
+from mirformer.experiments.plots import plot_confusion, plot_curves, plot_examples, plot_modes
 
 COLUMNS = ("setup", "F1 train", "F1 test", "loss train", "loss test", "accuracy test")
-# A monitor metric's display name (the curves' second panel).
-METRIC_LABELS = {"macro_f1": "macro F1", "roc_auc": "ROC-AUC", "r2": "R2"}
 
 
 def _fmt(value) -> str:
@@ -159,115 +154,6 @@ def write_per_tag(setups: dict, path: str | Path) -> None:
     write_text(path, "\n".join(rows) + "\n")
 
 
-def _save(fig: Figure, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-
-
-def plot_confusion(confusion, classes: list[str], path: str | Path, *, title: str) -> None:
-    """Write a row-normalised confusion matrix as a PNG, raw counts written in the cells.
-
-    Parameters
-    ----------
-    confusion : array-like of int [shape=(K, K)]
-        Counts; rows = true class, columns = predicted class, both in ``classes`` order.
-    classes : list of str [length=K]
-        Class names for the axes.
-    path : str or Path
-        PNG to write (atomically).
-    title : str
-        Figure title.
-    """
-    cm = np.asarray(confusion, dtype=np.int64)
-    k = len(classes)
-    assert cm.shape == (k, k), f"confusion shape {cm.shape} does not match {k} classes"
-    rows = cm.sum(axis=1, keepdims=True)
-    # Colour is recall, so classes of different sizes compare; an empty row stays 0, not NaN.
-    recall = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
-
-    side = max(4.5, 0.45 * k + 2.5)  # inches; keeps cells readable as K grows
-    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
-    fontsize = max(5, 10 - k // 6)
-    for i in range(k):
-        for j in range(k):
-            colour = "white" if recall[i, j] > 0.5 else "black"
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=colour, fontsize=fontsize)
-    ax.set_xticks(range(k), classes, rotation=45, ha="right", rotation_mode="anchor")
-    ax.set_yticks(range(k), classes)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true class (recall)")
-    _save(fig, path)
-
-
-def _series(history: list[dict], key: str) -> tuple[list, list]:
-    """(epochs, values) for ``key``, leaving out entries where it is missing, None or not finite."""
-    points = [
-        (entry.get("epoch", i), entry[key])
-        for i, entry in enumerate(history)
-        if entry.get(key) is not None and math.isfinite(entry[key])
-    ]
-    return [e for e, _ in points], [v for _, v in points]
-
-
-def plot_curves(results: dict, path: str | Path) -> None:
-    """Write per-epoch curves of every setup with a history as one PNG.
-
-    Panels: fine-tuning loss, the task's validation metric (macro F1, ROC-AUC or R2; ``monitor``
-    in results, macro F1 by default) and, if any setup has ``pretrain_history``, pretraining
-    loss; train solid, validation dashed, one colour per setup. Missing or None values are
-    skipped point by point.
-
-    Parameters
-    ----------
-    results : dict
-        ``{"setups": {name: setup}}``; setups with neither ``history`` nor
-        ``pretrain_history`` (the classical baseline) are left out.
-    path : str or Path
-        PNG to write (atomically).
-    """
-    setups = {n: s for n, s in results["setups"].items() if s.get("history") or s.get("pretrain_history")}
-    panels = [
-        ("history", "train_loss", "val_loss", "fine-tuning loss", "loss"),
-    ]
-    monitor = results.get("monitor", "macro_f1")
-    label = METRIC_LABELS.get(monitor, monitor)
-    panels.append(("history", f"train_{monitor}", f"val_{monitor}", label, label))
-    if any(s.get("pretrain_history") for s in setups.values()):
-        panels.append(("pretrain_history", "train_loss", "val_loss", "pretraining loss", "loss"))
-
-    fig = Figure(figsize=(5.0 * len(panels), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    colours = {name: f"C{i % 10}" for i, name in enumerate(setups)}
-    for ax, (field, train_key, val_key, title, ylabel) in zip(axes, panels):
-        drawn = False
-        for name, setup in setups.items():
-            history = setup.get(field) or []
-            for key, style in ((train_key, "-"), (val_key, "--")):
-                epochs, values = _series(history, key)
-                if values:
-                    ax.plot(epochs, values, style, color=colours[name], marker="o", markersize=3)
-                    drawn = True
-        if not drawn:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-
-    handles = [Line2D([], [], color=c, label=n) for n, c in colours.items()]
-    handles += [
-        Line2D([], [], color="black", linestyle="-", label="train"),
-        Line2D([], [], color="black", linestyle="--", label="validation"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
-    _save(fig, path)
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name)
 
@@ -313,6 +199,45 @@ def _tokenizer_lines(tokenizer: dict) -> list[str]:
             "",
         ]
     return lines
+
+
+def _modes_lines(results: dict, out: Path) -> list[str]:
+    """Where one model was fine-tuned from its pretrained encoder in several modes: their
+    validation curves on one plot (``modes_<model>.png``) and a table of their scores."""
+    by_model: dict[str, dict[str, dict]] = {}
+    for name, setup in results["setups"].items():
+        if setup.get("pretrained") and setup.get("history"):
+            by_model.setdefault(setup["model"], {})[name.removeprefix(f"{setup['model']}-")] = setup
+    monitor = results.get("monitor", "macro_f1")
+    lines = []
+    for model, modes in by_model.items():
+        if len(modes) < 2:
+            continue
+        file = f"modes_{_slug(model)}.png"
+        plot_modes(modes, monitor, out / file, title=f"{model}: fine-tuning modes from one pretrained encoder")
+        lines += [f"## Fine-tuning modes: {model}", "", f"![{model} fine-tuning modes]({file})", "",
+                  f"| mode | best validation {monitor} | test {monitor} |", "|:---|---:|---:|"]
+        for mode, setup in modes.items():
+            best = max((row.get(f"val_{monitor}") for row in setup["history"]
+                        if row.get(f"val_{monitor}") is not None), default=None)
+            lines.append(f"| {mode} | {_fmt(best)} | {_fmt(_metric(setup, 'test', monitor))} |")
+        lines.append("")
+    return lines
+
+
+def _examples_lines(results: dict, out: Path) -> list[str]:
+    """Pretraining stages that saved examples: input, masked input and reconstruction, drawn."""
+    lines = []
+    for stage, file in (results.get("examples") or {}).items():
+        path = out / file
+        if not path.exists():
+            continue
+        with np.load(path) as z:
+            examples = {k: z[k] for k in z.files}
+        png = f"examples_{_slug(stage)}.png"
+        plot_examples(examples, out / png, title=f"{stage}: validation examples")
+        lines += [f"### {stage}", "", f"![{stage} reconstructions]({png})", ""]
+    return ["## Pretraining reconstructions", "", *lines] if lines else []
 
 
 def write_report(results: dict, out_dir: str | Path) -> str:
@@ -361,6 +286,8 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     if any(s.get("history") or s.get("pretrain_history") for s in setups.values()):
         plot_curves(results, out / "curves.png")
         md += ["## Training curves", "", "![training curves](curves.png)", ""]
+    md += _modes_lines(results, out)
+    md += _examples_lines(results, out)
     if task == "classification":
         md += ["## Confusion matrices (test split)", ""]
         for name, setup in setups.items():

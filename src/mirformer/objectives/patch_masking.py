@@ -78,13 +78,14 @@ def augment(x: torch.Tensor, pad: torch.Tensor, cfg: PatchMaskConfig,
 
 
 def random_patch_mask(patch_pad: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Choose ``round(ratio * n_real)`` (at least one) of each row's real patches, uniformly at random.
+    """Choose ``round(ratio * n)`` of each row's ``n`` real patches, uniformly at random: at least one,
+    and at most ``n - 1`` when ``n > 1``, so some patch is always left to predict from.
 
     ``patch_pad`` (B, N) bool, True = padding. Returns ``mask`` (B, N) bool, True = masked.
     """
     B, N = patch_pad.shape
     real = (~patch_pad).sum(1)  # (B,)
-    n_mask = torch.where(real > 0, (ratio * real).round().clamp(min=1), torch.zeros_like(real))
+    n_mask = torch.minimum((ratio * real).round().clamp(min=1), (real - 1).clamp(min=1)) * (real > 0)
     scores = torch.rand(B, N, generator=generator, device=patch_pad.device).masked_fill(patch_pad, 2.0)
     rank = scores.argsort(1).argsort(1)  # each patch's place in its row's random order
     return rank < n_mask[:, None]
@@ -147,10 +148,10 @@ class MaskedPatchModelling:
 
     @torch.no_grad()
     def examples(self, model, batch: dict, generator: torch.Generator | None = None, n: int = 4) -> dict:
-        """Whole windows, each (n, F, N * P): ``input``, ``masked`` (masked patches zeroed) and
-        ``reconstruction`` (masked patches replaced by the model's)."""
+        """Whole windows, each (n, F, N * P): ``input``, ``masked`` (masked patches NaN, drawn blank)
+        and ``reconstruction`` (masked patches replaced by the model's)."""
         patches, mask, recon = self._forward(model, {k: v[:n] for k, v in batch.items()}, generator)
-        masked = patches.masked_fill(mask[..., None, None], 0.0)
+        masked = patches.float().masked_fill(mask[..., None, None], float("nan"))
         filled = patches.clone()
         filled[mask] = recon.to(filled.dtype)
         return {k: unpatchify(v).transpose(1, 2).float().cpu()

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassF1Score
 
 from mirformer.errors import ConfigError, MirformerError
 from mirformer.tasks import Task
-from mirformer.training.strategies import FREEZES, check_strategy, freeze_groups
+from mirformer.training.strategies import FREEZES, PRETRAINING_ONLY, check_strategy, freeze_groups
 from mirformer.training.schedule import inverse_sqrt_warmup
 
 
@@ -38,13 +38,17 @@ class OptimConfig:
 
 
 class _Base(L.LightningModule):
-    """``frozen`` parts (modules of ``model.parts()``) do not train and stay in eval mode."""
+    """``frozen`` parts (modules of ``model.parts()``) do not train and stay in eval mode: no dropout,
+    batch-norm statistics that never move. Lightning's fit loop keeps each submodule's mode as it
+    finds it, so they are put in eval mode here, and again whenever the module is set to train."""
 
     def __init__(self, model: nn.Module, optim: OptimConfig, frozen: list[nn.Module] = ()):
         super().__init__()
         self.model = model
         self.optim = optim
         self.frozen = list(frozen)
+        for part in self.frozen:
+            part.eval()
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -103,13 +107,13 @@ class DownstreamModule(_Base):
 
     ``task`` (``mirformer.tasks``) gives the loss and the clip-level metrics; ``strategy``
     (``mirformer.training.strategies``) freezes the parameter groups ``freezes[strategy]`` of the
-    model, which then stay in eval mode.
+    model, and the groups only pretraining uses; frozen groups stay in eval mode.
     """
 
     def __init__(self, model: nn.Module, *, task: Task, optim: OptimConfig, n_val_tracks: int,
                  val_targets: torch.Tensor, strategy: str = "full", freezes: dict = FREEZES):
         check_strategy(strategy)
-        super().__init__(model, optim, freeze_groups(model, freezes[strategy]))
+        super().__init__(model, optim, freeze_groups(model, freezes[strategy] + PRETRAINING_ONLY))
         self.task = task
         self.register_buffer("val_targets", val_targets, persistent=False)
         self.n_val_tracks = n_val_tracks

@@ -26,6 +26,8 @@ from mirformer.errors import ConfigError
 FREEZES = {"full": (), "linear-probe": ("frontend", "encoder"), "mlp-probe": ("frontend", "encoder"),
            "frozen-frontend": ("frontend",), "frozen-encoder": ("encoder",)}
 STRATEGIES = tuple(FREEZES)
+# Groups only pretraining uses (its decoder, Patchifier's mask token): frozen in every downstream stage.
+PRETRAINING_ONLY = ("decoder", "mask")
 
 
 def head_for(strategy: str, default: str = "linear") -> str:
@@ -40,11 +42,12 @@ def check_strategy(strategy: str) -> None:
 
 
 def freeze_groups(model: nn.Module, groups: tuple[str, ...]) -> list[nn.Module]:
-    """Turn off gradients of ``model.parts()``'s ``groups``; return their modules (to keep in eval mode)."""
+    """Turn off gradients of ``model.parts()``'s ``groups`` (those it has); return their modules (to
+    keep in eval mode)."""
     if not groups:
         return []
     parts = model.parts()
-    frozen = [p for g in groups for p in parts[g]]
+    frozen = [p for g in groups for p in parts.get(g, ())]
     for part in frozen:
         part.requires_grad_(False)
     return [p for p in frozen if isinstance(p, nn.Module)]
