@@ -3,8 +3,8 @@ chance on the test split, so a broken input, label or averaging path fails here 
 other test only checks that numbers are in range.
 
 The task: tones gated on and off, three classes by their duty cycle (always on, half the time, a
-fifth of the time), at random pitches, loudnesses and gating rates. Log-mel frames and the tokens
-of a small VQ-VAE trained on the training split both show it.
+fifth of the time), at random pitches, loudnesses and gating rates. Log-mel frames, log-mel
+patches and the tokens of a small VQ-VAE trained on the training split all show it.
 """
 
 import json
@@ -14,7 +14,9 @@ import pytest
 import soundfile as sf
 
 from mirformer.cli import main
+from mirformer.experiments.config import SETUPS
 from test_downstream_tasks import TINY
+from test_patchifier import TINY_PATCHIFIER
 
 SR = 16000
 CLASSES = {"steady": 1.0, "half": 0.5, "sparse": 0.2}  # duty cycles
@@ -26,6 +28,10 @@ LEARN = [
     "--set", "tokenizer.train={vqvae: {sample_rate: 16000, downs_t: [8], width: 32, depth: 2, emb_width: 16, "
              "l_bins: 64}, epochs: 4, crop_seconds: 0.5, crops_per_track: 2, batch_size: 4, lr: 1e-3, "
              "bandwidth_seconds: 5}",
+    "--set", TINY_PATCHIFIER, "--set", "patchifier.stage1={epochs: 3, snippets_per_track: 8}",
+    "--set", "patchifier.stage2={epochs: 6, snippets_per_track: 2, optim: {lr: 1e-3}}",
+    "--set", "setups=[" + ", ".join([*SETUPS[:-1], "patchifier-pretrained-finetuned", "patchifier-scratch",
+                                     "mfcc-linear"]) + "]",
 ]
 
 
@@ -51,4 +57,4 @@ def test_every_setup_learns_an_easy_task(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["counts"] == {"train": 54, "validation": 18, "test": 18}
     scores = {name: setup["splits"]["test"]["macro_f1"] for name, setup in results["setups"].items()}
-    assert len(scores) == 7 and min(scores.values()) >= 0.75, scores  # chance: 0.33
+    assert len(scores) == 9 and min(scores.values()) >= 0.75, scores  # chance: 0.33

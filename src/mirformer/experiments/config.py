@@ -281,10 +281,12 @@ def resolve(preset: str | None = None, overrides: dict | None = None) -> Compare
     return from_dict(CompareConfig, merge(resolved, overrides or {}))
 
 
-# Patchifier on the built-in corpus: both pretraining stages, then the paper's four fine-tuning
-# modes from the one pretrained encoder (its Fig. 2), a from-scratch run and the baseline.
+# Patchifier on the built-in corpus: both pretraining stages (longer than in the quickstart), then
+# the paper's four fine-tuning modes from the one pretrained encoder (its Fig. 2), a from-scratch
+# run and the baseline.
 PRESETS["patchifier-quickstart"] = merge(PRESETS["quickstart"], {
     "name": "patchifier-quickstart",
+    "patchifier": {"stage1": {"epochs": 10}, "stage2": {"epochs": 60}},
     "setups": ["patchifier-linear-probe", "patchifier-frozen-frontend", "patchifier-frozen-encoder", "patchifier-full",
                "patchifier-scratch", "mfcc-linear"],
 })
