@@ -23,9 +23,11 @@ def test_bad_overrides_are_errors(bad):
         resolve("quickstart", bad)
 
 
-def test_quickstart_runs_the_six_setups_and_the_baseline_with_tokens_at_the_mel_rate():
+def test_quickstart_runs_the_six_setups_patchifier_and_the_baseline_with_tokens_at_the_mel_rate():
     cfg = resolve("quickstart")
-    assert cfg.setups == list(SETUPS) and len(SETUPS) == 7
+    assert len(SETUPS) == 7 and SETUPS[-1] == "mfcc-linear"
+    assert cfg.setups == [*SETUPS[:6], "patchifier-pretrained-finetuned", "patchifier-scratch", "mfcc-linear"]
+    assert cfg.patchifier.mel == cfg.mel  # one feature store for SpectroFormer and Patchifier
     vq = cfg.tokenizer.train.vqvae
     assert cfg.tokenizer.checkpoint is None and vq.sample_rate == cfg.mel.sample_rate
     assert vq.hop_lengths[-1] == cfg.mel.hop_length  # the thesis' design: one rate for both inputs
