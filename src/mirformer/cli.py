@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="pretrain, fine-tune and compare representations; write a report")
     c.add_argument("--preset", default="quickstart",
-                   help="quickstart (default), styles-full, thesis-fma-medium, gtzan, mtat, emomusic")
+                   help="quickstart (default), patchifier-quickstart, styles-full, thesis-fma-medium, gtzan, mtat, "
+                        "emomusic, patchifier-paper")
     c.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. finetune.epochs=5")
     c.add_argument("--out", help="run folder (default: $MIRFORMER_HOME/runs/<preset>-<config hash>)")
