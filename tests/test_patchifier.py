@@ -2,6 +2,8 @@
 fine-tuning modes, and the model-kind registry that builds every model."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,7 +150,8 @@ def test_stage_two_starts_from_stage_one(tmp_path, monkeypatch):
     start_two = seen[str(out / "patchifier-pretrain-2" / "checkpoints")]
     assert stage_one.keys() == start_two.keys()
     assert all(torch.equal(stage_one[k], start_two[k]) for k in stage_one)  # weights and batch-norm buffers
-    assert (out / "examples_patchifier-pretrain-1.png").exists() and (out / "examples_patchifier-pretrain-2.png").exists()
+    for stage in ("patchifier-pretrain-1", "patchifier-pretrain-2"):  # drawn as each stage ends
+        assert (out / stage / "examples.png").exists() and f"({stage}/examples.png)" in (out / "report.md").read_text()
 
 
 def _frozen_modes_data(n=12):
@@ -227,10 +230,14 @@ def test_registry_builds_and_pretrains_every_kind():
 @pytest.mark.slow
 def test_patchifier_comparison_through_the_four_modes(tmp_path):
     setups = ["patchifier-linear-probe", "patchifier-frozen-frontend", "patchifier-frozen-encoder", "patchifier-full",
-              "patchifier-scratch"]
+              "patchifier-scratch", "spectroformer-scratch"]
     out, results = _run(tmp_path, "--set", f"setups=[{', '.join(setups)}]")
-    assert list(results["setups"]) == ["patchifier-scratch", "patchifier-full", "patchifier-linear-probe",
-                                       "patchifier-frozen-frontend", "patchifier-frozen-encoder"]
+    assert list(results["setups"]) == ["spectroformer-scratch", "patchifier-scratch", "patchifier-full",
+                                       "patchifier-linear-probe", "patchifier-frozen-frontend",
+                                       "patchifier-frozen-encoder"]
+    # Equal log-mel settings: one feature store read by both models, each with its own scaling.
+    assert len(list((Path(os.environ["MIRFORMER_HOME"]) / "features").glob("*/mel-*"))) == 1
+    del results["setups"]["spectroformer-scratch"]
     for name, setup in results["setups"].items():
         assert setup["model"] == "patchifier" and setup["input"] == "patchifier-mel"
         assert setup["splits"]["test"]["n"] == results["counts"]["test"]

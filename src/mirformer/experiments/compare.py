@@ -31,6 +31,7 @@ from mirformer.datasets.base import Track
 from mirformer.datasets.registry import open_dataset
 from mirformer.errors import MirformerError
 from mirformer.experiments.config import CompareConfig
+from mirformer.experiments.plots import plot_examples
 from mirformer.experiments.tokenizer import check_tokenizer, prepare_tokenizer, token_window
 from mirformer.kinds import KINDS, MODES, InputSpec, ModelKind, parse_setup
 from mirformer.representations.base import Representation
@@ -241,15 +242,16 @@ class Comparison:
         return previous, histories
 
     def save_examples(self, stage, model: nn.Module, folder: Path, kind: ModelKind, frames: int) -> None:
-        """A few validation examples of what the stage learned (input, masked input, reconstruction)
-        as ``examples.npz``, for objectives that can show them; the report draws them."""
+        """A few validation examples of what the stage learned (input, masked input, reconstruction),
+        for objectives that can show them: ``examples.npz`` and its picture ``examples.png``."""
         if not hasattr(stage.objective, "examples"):
             return
         batch = next(iter(DataLoader(self.tiled("validation", kind, frames), batch_size=8, shuffle=False)))
         generator = torch.Generator().manual_seed(self.cfg.seed)
-        examples = stage.objective.examples(model.eval(), batch, generator)
+        examples = {k: v.numpy() for k, v in stage.objective.examples(model.eval(), batch, generator).items()}
         with atomic_path(folder / "examples.npz") as tmp, open(tmp, "wb") as f:
-            np.savez(f, **{k: v.numpy() for k, v in examples.items()})
+            np.savez(f, **examples)
+        plot_examples(examples, folder / "examples.png", title=f"{folder.name}: validation examples")
 
     def downstream(self, name: str, kind: ModelKind, stage_cfg, pretrained: Path | None = None) -> dict:
         """Train a downstream stage (every grid point, if a grid is set), select on validation, evaluate.
@@ -390,8 +392,8 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
                                    "frames_per_second": inp.rep.frames_per_second, **inp.rep.config_dict()}
                             for name, inp in cmp.inputs.items()},
         "tokenizer": cmp.tokenizer,
-        # Pretraining stages that saved validation examples (Patchifier's reconstructions).
-        "examples": {p.parent.name: str(p.relative_to(cmp.run_dir)) for p in sorted(cmp.run_dir.glob("*/examples.npz"))},
+        # Pretraining stages that drew validation examples (Patchifier's reconstructions).
+        "examples": {p.parent.name: str(p.relative_to(cmp.run_dir)) for p in sorted(cmp.run_dir.glob("*/examples.png"))},
         "skipped": cmp.skipped,
         "setups": setups,
         "seconds": time.time() - t0,

@@ -170,8 +170,8 @@ QUICK_PATCHIFIER = {
     "model": {"filters": 8, "decoder_width": 256,
               "encoder": {"d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 512, "max_len": 16}},
     "window_patches": 4,
-    "stage1": {"epochs": 4, "batch_size": 32, "snippets_per_track": 25},
-    "stage2": {"epochs": 20, "batch_size": 32, "snippets_per_track": 2},
+    "stage1": {"epochs": 2, "batch_size": 32, "snippets_per_track": 25},
+    "stage2": {"epochs": 12, "batch_size": 32, "snippets_per_track": 2},
 }
 
 PRESETS: dict[str, dict] = {
