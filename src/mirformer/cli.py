@@ -48,6 +48,8 @@ def cmd_compare(args) -> int:
         print(json.dumps(asdict(cfg), indent=2))
         return 0
     results = run_compare(cfg, args.out, progress=not args.quiet)
+    if not results:  # a DDP worker: rank 0 reports
+        return 0
     print()
     print(results["table"])
     print(f"\nrun folder: {results['run_dir']}")
@@ -59,6 +61,7 @@ def cmd_compare(args) -> int:
 def cmd_train_vqvae(args) -> int:
     from dataclasses import replace
 
+    from mirformer import distributed
     from mirformer.datasets.registry import open_dataset
     from mirformer.experiments.config import resolve
     from mirformer.experiments.train_vqvae import train_vqvae, vqvae_run_dir
@@ -73,14 +76,17 @@ def cmd_train_vqvae(args) -> int:
     for key in ("epochs", "crop_seconds", "batch_size"):
         if getattr(args, key) is not None:
             train_cfg = replace(train_cfg, **{key: getattr(args, key)})
+    distributed.launch(cfg.trainer)  # under DDP every rank runs the rest
     ds = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, **cfg.data.options)
-    ds.prepare()
+    with distributed.main_first():
+        ds.prepare()
     tracks = {s: [t for t in ds.tracks() if t.split == s] for s in ("train", "validation")}
     # The default folder is the one `mirformer compare` looks in, so a comparison reuses this VQ-VAE.
     out = Path(args.out) if args.out else vqvae_run_dir(ds.identity, train_cfg, seed=cfg.seed, trainer_cfg=cfg.trainer)
     ckpt = train_vqvae(tracks, train_cfg, out, dataset_id=ds.identity, trainer_cfg=cfg.trainer, seed=cfg.seed,
-                       workers=cfg.workers)
-    print(f"VQ-VAE checkpoint (official Jukebox layout): {ckpt}")
+                       workers=cfg.workers, progress=distributed.is_main())
+    if distributed.is_main():
+        print(f"VQ-VAE checkpoint (official Jukebox layout): {ckpt}")
     return 0
 
 
@@ -117,6 +123,28 @@ def cmd_extract(args) -> int:
     for path, reason in out["skipped"].items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 1 if out["skipped"] and not out["written"] else 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes K/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def cmd_extract_store(args) -> int:
+    from mirformer.experiments.config import resolve
+    from mirformer.experiments.prepare import extract_stores
+
+    cfg = resolve(args.preset, _overrides(args))
+    states = extract_stores(cfg, shard=args.shard, consolidate=args.consolidate, progress=not args.quiet)
+    for name, state in states.items():
+        print(f"{name}: {state}")
+    return 0
 
 
 def cmd_extract_vq(args) -> int:
@@ -242,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--trust-checkpoint", action="store_true",
                        help="load a checkpoint that needs full unpickling (only for files you trust)")
         t.set_defaults(func=cmd_extract_vq)
+
+    st = esub.add_parser("store", help="fill the feature stores `mirformer compare` reads, alone or in shards")
+    st.add_argument("--preset", default="quickstart", help="the comparison whose inputs to extract")
+    st.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
+    st.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the preset, as for compare")
+    st.add_argument("--shard", type=_shard, metavar="K/N",
+                    help="encode only shard K of N (0-based); N processes or jobs fill one store, the last to "
+                         "finish writes the memory-mapped store")
+    st.add_argument("--consolidate", action="store_true",
+                    help="only write the memory-mapped store from the parts written so far (after a shard was rerun)")
+    st.add_argument("--quiet", action="store_true", help="no progress bars")
+    st.set_defaults(func=cmd_extract_store, accelerator=None, devices=None, num_nodes=None, strategy=None,
+                    precision=None)
 
     pr = sub.add_parser("probe-invariance", help="how tokens and log-mel change under inaudible transformations")
     pr.add_argument("audio", nargs="+")

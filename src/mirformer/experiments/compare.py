@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import ConcatDataset, DataLoader
 
-from mirformer import __version__, paths
+from mirformer import __version__, distributed, paths
 from mirformer.atomic import atomic_path, write_json, write_text
 from mirformer.audio import too_short
 from mirformer.datasets.base import Track
@@ -42,6 +42,7 @@ from mirformer.tasks import make_task
 from mirformer.training.evaluate import predict_clips
 from mirformer.training.fit import fit_stage, load_module_weights
 from mirformer.training.modules import DownstreamModule, PretrainModule
+from mirformer.training.loaders import make_loader, per_device_batch
 from mirformer.training.snippets import RandomSnippets, TiledSnippets
 from mirformer.training.strategies import freeze_groups, head_for
 
@@ -61,6 +62,25 @@ def config_hash(cfg: CompareConfig) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
+def distributed_settings(cfg: CompareConfig) -> dict:
+    """How the run is split over processes: each stage's global batch and what one process reads.
+
+    Batch sizes in the config are global (``mirformer.training.loaders``), so the learning rates
+    apply unchanged whatever the number of devices and nodes.
+    """
+    stages = {name: (st.batch_size, st.optim.lr) for name, st in (
+        ("pretrain", cfg.pretrain), ("finetune", cfg.finetune), ("scratch", cfg.scratch),
+        ("patchifier.stage1", cfg.patchifier.stage1), ("patchifier.stage2", cfg.patchifier.stage2))}
+    stages["tokenizer.train"] = (cfg.tokenizer.train.batch_size, cfg.tokenizer.train.lr)
+    for st in (cfg.finetune, cfg.scratch):  # grid points too
+        for b in st.grid.batch_size:
+            per_device_batch(b)
+    return {"world_size": distributed.world_size(),
+            "rule": "batch_size is the global batch; each process reads batch_size / world_size; lr as configured",
+            "stages": {name: {"batch_size": b, "per_process": per_device_batch(b), "lr": "schedule" if lr is None else lr}
+                       for name, (b, lr) in stages.items()}}
+
+
 def versions() -> dict:
     import lightning
 
@@ -76,6 +96,21 @@ def _csv(text: str) -> str:
 def _point_name(batch_size: int, lr: float | None) -> str:
     """A grid point's folder: ``bs16-lr2e-05``; ``bs16`` under the warmup schedule."""
     return f"bs{batch_size}" + ("" if lr is None else f"-lr{lr:g}")
+
+
+def kinds_of(cfg: CompareConfig) -> list[ModelKind]:
+    """The kinds ``cfg``'s setups use, in registry order."""
+    used = {parse_setup(s)[0].name for s in cfg.setups if s != "mfcc-linear"}
+    return [k for k in KINDS.values() if k.name in used]
+
+
+def input_specs(cfg: CompareConfig) -> dict[str, InputSpec]:
+    """Each distinct input those kinds read, by name, log-mel first."""
+    specs = {}
+    for kind in kinds_of(cfg):
+        spec = kind.input(cfg)
+        specs.setdefault(spec.name, spec)
+    return dict(sorted(specs.items(), key=lambda item: item[1].representation != "mel"))
 
 
 @dataclass
@@ -96,29 +131,19 @@ class Comparison:
 
     def __init__(self, cfg: CompareConfig, run_dir: Path | None = None, *, progress: bool = True):
         self.cfg = cfg
-        self.progress = progress
+        self.progress = progress and distributed.is_main()
         self.run_dir = Path(run_dir) if run_dir else paths.runs_dir() / f"{cfg.name}-{config_hash(cfg)}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.skipped: dict[str, str] = {}
         self.tokenizer: dict | None = None
 
     def log(self, msg: str) -> None:
-        if self.progress:
+        if self.progress and distributed.is_main():
             print(f"[mirformer] {msg}", flush=True)
 
     # ---- data --------------------------------------------------------------------------
     def kinds(self) -> list[ModelKind]:
-        """The kinds the configured setups use, in registry order."""
-        used = {parse_setup(s)[0].name for s in self.cfg.setups if s != "mfcc-linear"}
-        return [k for k in KINDS.values() if k.name in used]
-
-    def specs(self) -> dict[str, InputSpec]:
-        """Each distinct input the kinds read, by name, log-mel first."""
-        specs = {}
-        for kind in self.kinds():
-            spec = kind.input(self.cfg)
-            specs.setdefault(spec.name, spec)
-        return dict(sorted(specs.items(), key=lambda item: item[1].representation != "mel"))
+        return kinds_of(self.cfg)
 
     def input_of(self, kind: str | ModelKind) -> Inputs:
         kind = KINDS[kind] if isinstance(kind, str) else kind
@@ -126,7 +151,7 @@ class Comparison:
 
     def prepare_data(self) -> None:
         cfg = self.cfg
-        specs = self.specs()
+        specs = input_specs(cfg)
         # Bad settings fail here, before any data is built or any tokenizer trained.
         given, tokens_per_second = check_tokenizer(cfg) if any(s.representation == "tokens" for s in specs.values()) \
             else (None, None)
@@ -136,14 +161,15 @@ class Comparison:
             kind.check(cfg, window, spec.eval_window or window)
         self.dataset = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, progress=self.progress,
                                     **cfg.data.options)
-        self.dataset.prepare()
+        with distributed.main_first():  # rendering the built-in corpus: once, the other ranks then find it done
+            self.dataset.prepare()
         tracks = self.dataset.tracks()
         self.classes = self.dataset.classes()
         self.task = make_task(self.dataset.task, self.classes)
         self.inputs: dict[str, Inputs] = {}
         for name, spec in specs.items():
             if spec.representation == "mel":
-                rep = LogMel(spec.mel)
+                rep = LogMel(spec.mel, dtype=cfg.feature_dtype)
             else:
                 rep, self.tokenizer = prepare_tokenizer(cfg, self.dataset, tracks, given, log=self.log,
                                                         progress=self.progress)
@@ -163,7 +189,8 @@ class Comparison:
             if spec.scaling == "paper":
                 inp.mean, inp.std = np.zeros(inp.rep.dim, np.float32), np.full(inp.rep.dim, PAPER_SCALE, np.float32)
             elif spec.representation == "mel":
-                inp.mean, inp.std = inp.store.normalisation(train_ids)
+                with distributed.main_first():  # computed once and cached beside the features
+                    inp.mean, inp.std = inp.store.normalisation(train_ids)
             else:
                 # Counted per track: a large training split never holds all its tokens in memory at once.
                 inp.counts = sum(np.bincount(np.asarray(inp.store.get(i), np.int64), minlength=inp.rep.vocab_size)
@@ -174,10 +201,16 @@ class Comparison:
         self.task.fit(self.tracks["train"])
 
     def extract(self, name: str, tracks: list[Track]) -> None:
-        """Store one input of every track; skip files that do not decode or are shorter than ``data.min_seconds``."""
+        """Store one input of every track; skip files that do not decode or are shorter than ``data.min_seconds``.
+
+        Under DDP each rank encodes its own shard of the tracks and the last to finish consolidates.
+        """
         inp = self.inputs[name]
         self.log(f"{name} features: {inp.store.dir}")
-        failed = inp.store.extract(tracks, workers=self.cfg.workers, progress=self.progress)
+        inp.store.extract(tracks, workers=self.cfg.workers, progress=self.progress, shard=distributed.shard_spec())
+        distributed.barrier()
+        inp.store.reload()
+        failed = inp.store.failures(tracks)
         for t in tracks:
             why = failed.get(t.id) or too_short(inp.store.seconds(t.id), self.cfg.data.min_seconds)
             if why:
@@ -200,9 +233,9 @@ class Comparison:
                              mean=inp.mean, std=inp.std)
 
     def loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        workers = self.cfg.trainer.num_workers
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=False,
-                          num_workers=workers, persistent_workers=workers > 0)
+        """Training (``shuffle``) or evaluation batches; under DDP each rank reads its share."""
+        return make_loader(dataset, batch_size, train=shuffle, seed=self.cfg.seed,
+                           num_workers=self.cfg.trainer.num_workers)
 
     # ---- stages ------------------------------------------------------------------------
     def new_model(self, kind: ModelKind, n_outputs: int, *, head: str = "linear", pooling: str = "cls") -> nn.Module:
@@ -234,9 +267,11 @@ class Comparison:
                     stage_dir=folder, epochs=stage.config.epochs, monitor="val/loss", mode="min",
                     trainer_cfg=cfg.trainer, seed=cfg.seed)
                 load_module_weights(module, best)
-                write_json(folder / "history.json", {"history": history, "seconds": time.time() - t0})
-                self.save_examples(stage, module.model, folder, kind, stage.frames or inp.length)
-                module.model.save(encoder_path)
+                if distributed.is_main():
+                    write_json(folder / "history.json", {"history": history, "seconds": time.time() - t0})
+                    self.save_examples(stage, module.model, folder, kind, stage.frames or inp.length)
+                    module.model.save(encoder_path)
+                distributed.barrier()  # every rank reads the encoder next
             histories[stage.name] = json.loads((folder / "history.json").read_text())["history"]
             previous = encoder_path
         return previous, histories
@@ -272,8 +307,6 @@ class Comparison:
             trained.append(self.train_point(name, folder, kind, point_cfg, pretrained))
         monitor = self.task.monitor
         best = max(trained, key=lambda p: p["best"].get(f"val_{monitor}", float("-inf")))
-        module = self.downstream_module(kind, replace(stage_cfg, batch_size=best["batch_size"]), pretrained)
-        load_module_weights(module, Path(best["checkpoint"]))
         result = {"name": name, "model": kind.name, "input": kind.input(self.cfg).name,
                   "pretrained": pretrained is not None, "task": self.task.kind, "strategy": stage_cfg.strategy,
                   "pooling": stage_cfg.pooling, "checkpoint": best["checkpoint"], "history": best["history"],
@@ -282,8 +315,11 @@ class Comparison:
             result["grid"] = [{k: p[k] for k in ("batch_size", "lr", "best", "checkpoint")} for p in trained]
             result["selected"] = {"batch_size": best["batch_size"], "lr": best["lr"], "monitor": f"val_{monitor}"}
             self.log(f"{name}: selected {_point_name(best['batch_size'], best['lr'])} on validation {monitor}")
-        result.update(self.evaluate(module.model, stage, kind))
-        write_json(done, result)
+        if distributed.is_main():  # scored once, on every clip, by one process
+            module = self.downstream_module(kind, replace(stage_cfg, batch_size=best["batch_size"]), pretrained)
+            load_module_weights(module, Path(best["checkpoint"]))
+            result.update(self.evaluate(module.model, stage, kind))
+            write_json(done, result)
         return result
 
     def downstream_module(self, kind: str | ModelKind, stage_cfg, pretrained: Path | None) -> DownstreamModule:
@@ -320,7 +356,8 @@ class Comparison:
         point = {"batch_size": stage_cfg.batch_size, "lr": stage_cfg.optim.lr, "checkpoint": str(best),
                  "history": history, "best": {k: v for k, v in best_row.items() if k.startswith("val_") or k == "epoch"},
                  "seconds": time.time() - t0}
-        write_json(done, point)
+        if distributed.is_main():
+            write_json(done, point)
         return point
 
     def evaluate(self, model: nn.Module, stage: Path, kind: str | ModelKind) -> dict:
@@ -360,8 +397,12 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
     from mirformer.experiments.report import write_report
 
     t0 = time.time()
+    distributed.launch(cfg.trainer)  # every rank runs what follows; rank 0 alone writes the run folder
+    split = distributed_settings(cfg)  # a batch that does not divide over the processes fails here
     cmp = Comparison(cfg, run_dir, progress=progress)
-    write_json(cmp.run_dir / "config.json", {"config": asdict(cfg), "seed": cfg.seed, "versions": versions()})
+    if distributed.is_main():
+        write_json(cmp.run_dir / "config.json", {"config": asdict(cfg), "seed": cfg.seed, "versions": versions(),
+                                                 "distributed": split})
     cmp.prepare_data()
     setups: dict[str, dict] = {}
     for kind in KINDS.values():
@@ -378,6 +419,8 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
             setups[name]["pretrain_history"] = list(stages.values())[-1]
             if len(stages) > 1:
                 setups[name]["pretrain_stages"] = stages
+    if not distributed.is_main():
+        return {}
     if "mfcc-linear" in cfg.setups:
         setups["mfcc-linear"] = cmp.baseline()
     results = {

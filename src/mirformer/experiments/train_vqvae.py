@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset
 
-from mirformer import paths
+from mirformer import distributed, paths
 from mirformer.atomic import write_json
 from mirformer.audio import too_short
 from mirformer.datasets.base import Track
@@ -21,6 +21,7 @@ from mirformer.representations.vqvae.losses import compute_bandwidth
 from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
 from mirformer.representations.waveform import Waveform
 from mirformer.training.fit import TrainerConfig, fit_stage, load_module_weights
+from mirformer.training.loaders import make_loader
 from mirformer.training.snippets import RandomSnippets, TiledSnippets
 from mirformer.training.vqvae_module import VQVAEModule
 
@@ -60,8 +61,13 @@ def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: 
     top_hop = vq.hop_lengths[-1]
     crop = max(top_hop, int(cfg.crop_seconds * vq.sample_rate) // top_hop * top_hop)
     store = FeatureStore(paths.features_dir(), dataset_id, Waveform(vq.sample_rate))
-    failed = store.extract([t for s in ("train", "validation") for t in tracks[s]], workers=workers, progress=progress)
-    for t in tracks["train"] + tracks["validation"]:  # a clip must hold one whole crop
+    both = tracks["train"] + tracks["validation"]
+    # Under DDP each rank encodes its shard of the clips; the last to finish consolidates.
+    store.extract(both, workers=workers, progress=progress and distributed.is_main(), shard=distributed.shard_spec())
+    distributed.barrier()
+    store.reload()
+    failed = store.failures(both)
+    for t in both:  # a clip must hold one whole crop
         why = failed.get(t.id) or too_short(store.seconds(t.id), crop / vq.sample_rate)
         if why:
             failed[t.id] = why
@@ -74,13 +80,15 @@ def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: 
     val = TiledSnippets(store, val_ids, None, length=crop)
     torch.manual_seed(seed)  # the initial weights: the same VQ-VAE from the same seed
     module = VQVAEModule(VQVAE(vq), bandwidth=bandwidth, lr=cfg.lr, warmup=cfg.warmup)
-    history, best = fit_stage(module, DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True),
-                              DataLoader(val, batch_size=cfg.batch_size), stage_dir=out_dir, epochs=cfg.epochs,
+    history, best = fit_stage(module, make_loader(train, cfg.batch_size, train=True, seed=seed, drop_last=True),
+                              make_loader(val, cfg.batch_size, train=False), stage_dir=out_dir, epochs=cfg.epochs,
                               monitor="val/loss", mode="min", trainer_cfg=trainer_cfg, seed=seed)
-    load_module_weights(module, best)
-    write_json(out_dir / "history.json", {"history": history, "bandwidth": asdict(bandwidth),
-                                          "config": asdict(cfg), "skipped": failed})
-    save_vqvae(module.model.eval(), final, step=module.global_step)
+    if distributed.is_main():
+        load_module_weights(module, best)
+        write_json(out_dir / "history.json", {"history": history, "bandwidth": asdict(bandwidth),
+                                              "config": asdict(cfg), "skipped": failed})
+        save_vqvae(module.model.eval(), final, step=module.global_step)
+    distributed.barrier()  # every rank reads the VQ-VAE next
     return final
 
 

@@ -252,20 +252,23 @@ def log_mel(y: np.ndarray, *, config: MelConfig = THESIS) -> np.ndarray:
 
 @register_representation
 class LogMel(Representation):
-    """Log-mel spectrogram frames in dB [shape=(frames, n_mels), float32].
+    """Log-mel spectrogram frames in dB [shape=(frames, n_mels)], stored as ``dtype``.
 
     Parameters
     ----------
     config : MelConfig
         Spectrogram parameters (default: the thesis setting, ``THESIS``).
+    dtype : {"float32", "float16"}
+        How the feature store keeps the frames (computed in float32 either way); float16 halves
+        the store, rounding values within 64 dB of 0 by at most 1/64 dB (1/32 dB up to 128 dB).
     **fields
         Instead of ``config``: ``MelConfig`` fields, e.g. ``LogMel(n_mels=64)``.
     """
 
     name = "mel"
-    dtype = np.dtype(np.float32)
+    DTYPES = ("float32", "float16")
 
-    def __init__(self, config: MelConfig | None = None, **fields):
+    def __init__(self, config: MelConfig | None = None, *, dtype: str = "float32", **fields):
         if config is not None and fields:
             raise ConfigError(f"LogMel takes a MelConfig or its fields, not both; got fields {sorted(fields)}")
         if config is None:
@@ -276,13 +279,20 @@ class LogMel(Representation):
             config = MelConfig(**fields)
         if not isinstance(config, MelConfig):
             raise ConfigError(f"LogMel expects a MelConfig, got {config!r}")
+        if dtype not in self.DTYPES:
+            raise ConfigError(f"LogMel dtype must be one of {self.DTYPES}, got {dtype!r}")
+        # float16 halves a feature store; dB values within 64 dB of 0 round by at most 1/64 dB.
+        self.dtype = np.dtype(dtype)
         self.config = config
         self.sample_rate = config.sample_rate
         self.frames_per_second = config.sample_rate / config.hop_length
         self.dim = config.n_mels
 
     def config_dict(self) -> dict:
-        return {**dataclasses.asdict(self.config), "version": MEL_VERSION}
+        d = {**dataclasses.asdict(self.config), "version": MEL_VERSION}
+        if self.dtype != np.float32:  # float16 stores are stores of their own; float32 keys stay as they were
+            d["dtype"] = self.dtype.name
+        return d
 
     def encode(self, y: np.ndarray) -> np.ndarray:
         return log_mel(y, config=self.config)

@@ -4,6 +4,7 @@ Layout of one store (``<features_dir>/<dataset>/<representation>-<key>/``)::
 
     parts/<track id>.npz      one file per track while extracting (resumable, atomic): the
                               features and the decoded length in samples
+    parts/<track id>.failed   instead, for a file that cannot be decoded: the reason
     features.npy              all tracks concatenated along frames, shape (total_frames, dim)
     index.json                {"config": ..., "tracks": {id: [offset, n_frames]},
                                "seconds": {id: decoded duration}, "failed": {id: reason}}
@@ -12,12 +13,14 @@ A track fails only when it cannot be decoded (missing, empty, corrupt, silent); 
 long enough is the caller's rule, applied to ``seconds`` (``mirformer.audio.too_short``).
 
 ``key`` hashes the dataset identity and the representation's ``config_dict``, so a changed
-parameter never reuses stale features. Extraction writes parts in parallel, then one atomic
+parameter never reuses stale features. Extraction writes parts in parallel, possibly from
+several processes or cluster jobs each taking a shard of the tracks; then one atomic
 consolidation turns them into ``features.npy`` + ``index.json`` and removes the parts.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -30,7 +33,7 @@ import multiprocessing as mp
 import numpy as np
 from tqdm.auto import tqdm
 
-from mirformer.atomic import atomic_path, write_json
+from mirformer.atomic import atomic_path, write_json, write_text
 from mirformer.audio import load_audio
 from mirformer.datasets.base import Track
 from mirformer.errors import AudioError, MirformerError
@@ -55,6 +58,16 @@ def store_key(dataset_id: str, representation: Representation) -> str:
 def _part_name(track_id: str) -> str:
     # Track ids may contain path separators (e.g. "blues/blues.00001"); keep part names flat.
     return track_id.replace(os.sep, "__").replace("/", "__") + ".npz"
+
+
+def _failed_name(track_id: str) -> str:
+    return _part_name(track_id)[: -len(".npz")] + ".failed"
+
+
+def _note_failure(parts: Path, track_id: str, reason: str | None) -> None:
+    """A failed track's reason as a part of its own, so the shard that consolidates knows it."""
+    if reason is not None:
+        write_text(parts / _failed_name(track_id), reason)
 
 
 def _encode_one(representation: Representation, track: Track, part: Path) -> tuple[str, str | None]:
@@ -151,39 +164,81 @@ class FeatureStore:
         *,
         workers: int = 1,
         progress: bool = True,
-    ) -> dict[str, str]:
+        shard: tuple[int, int] | None = None,
+    ) -> dict[str, str] | None:
         """Make sure every track is stored or recorded as undecodable; return ``{id: reason}`` of failures.
 
         Resumes: tracks already consolidated or already written as parts are not recomputed.
+        With ``shard=(k, n)`` only every n-th track still to do, from the k-th, is encoded: n
+        processes or cluster jobs fill one store with disjoint parts, and whichever finds every
+        part written consolidates the store. Returns None while other shards' parts are missing.
         """
-        todo = [t for t in tracks if t.id not in self.index["tracks"] and t.id not in self.index["failed"]]
-        if not todo:
-            return {t.id: self.index["failed"][t.id] for t in tracks if t.id in self.index["failed"]}
+        todo = self._todo(tracks)
+        if todo:
+            self._encode(todo if shard is None else todo[shard[0]::shard[1]], workers=workers, progress=progress)
+            if not self.consolidate(tracks):
+                return None
+        return self.failures(tracks)
+
+    def failures(self, tracks: list[Track]) -> dict[str, str]:
+        """``{id: reason}`` of the ``tracks`` the store could not decode."""
+        return {t.id: self.index["failed"][t.id] for t in tracks if t.id in self.index["failed"]}
+
+    def reload(self) -> None:
+        """Forget the cached index and memory map (another process may have consolidated)."""
+        self._index, self._data = None, None
+
+    def _todo(self, tracks: list[Track]) -> list[Track]:
+        return [t for t in tracks if t.id not in self.index["tracks"] and t.id not in self.index["failed"]]
+
+    def _encode(self, tracks: list[Track], *, workers: int, progress: bool) -> None:
+        """Write the part (or failure note) of each track that has neither, in ``workers`` processes."""
         parts = self.dir / "parts"
         parts.mkdir(parents=True, exist_ok=True)
-        failed = dict(self.index["failed"])
-        pending = [t for t in todo if not (parts / _part_name(t.id)).exists()]
-        bar = tqdm(total=len(todo), initial=len(todo) - len(pending), desc=f"extract {self.representation.name}",
+        pending = [t for t in tracks if not (parts / _part_name(t.id)).exists()
+                   and not (parts / _failed_name(t.id)).exists()]
+        bar = tqdm(total=len(tracks), initial=len(tracks) - len(pending), desc=f"extract {self.representation.name}",
                    unit="file", disable=not progress)
         if workers > 1 and len(pending) > 1:
             ctx = mp.get_context("spawn")  # fork after torch has started its threads can deadlock
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
                 futures = [pool.submit(_encode_one, self.representation, t, parts / _part_name(t.id))
                            for t in pending]
-                for fut in futures:
-                    tid, reason = fut.result()
-                    if reason is not None:
-                        failed[tid] = reason
+                for t, fut in zip(pending, futures):
+                    _note_failure(parts, t.id, fut.result()[1])
                     bar.update()
         else:
             for t in pending:
-                tid, reason = _encode_one(self.representation, t, parts / _part_name(t.id))
-                if reason is not None:
-                    failed[tid] = reason
+                _note_failure(parts, t.id, _encode_one(self.representation, t, parts / _part_name(t.id))[1])
                 bar.update()
         bar.close()
-        self._consolidate([t for t in todo if t.id not in failed], failed)
-        return {t.id: failed[t.id] for t in tracks if t.id in failed}
+
+    def consolidate(self, tracks: list[Track]) -> bool:
+        """Fold the parts of ``tracks`` into the memory-mapped store once every one is written.
+
+        Returns True when the store holds every track (stored or failed), False while some part
+        is missing. Processes that get here together take turns (a file lock, released if a
+        process dies): the later ones find the work done.
+        """
+        if not self._todo(tracks):
+            return True
+        parts = self.dir / "parts"
+        if any(not (parts / _part_name(t.id)).exists() and not (parts / _failed_name(t.id)).exists()
+               for t in self._todo(tracks)):
+            return False
+        with open(self.dir / "consolidate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self.reload()
+                todo = self._todo(tracks)
+                if todo:
+                    failed = dict(self.index["failed"])
+                    failed.update({t.id: (parts / _failed_name(t.id)).read_text() for t in todo
+                                   if (parts / _failed_name(t.id)).exists()})
+                    self._consolidate([t for t in todo if t.id not in failed], failed)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return True
 
     def _consolidate(self, new: list[Track], failed: dict[str, str]) -> None:
         """Append the new parts to ``features.npy`` and rewrite the index, atomically.

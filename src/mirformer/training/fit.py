@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import DDPStrategy
 
+from mirformer import distributed
 from mirformer.atomic import write_torch
 
 
@@ -64,29 +68,46 @@ class History(Callback):
         self.rows = list(state["rows"])
 
 
+def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                       "has_gauss": has_gauss, "gauss": gauss}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class RandomState(Callback):
     """The random number generators' states (torch, CUDA, numpy, Python), saved in every checkpoint
     and restored on resume: Lightning restores weights, optimiser and schedule, not these, and
     without them a resumed stage would crop, shuffle and drop out differently from an
-    uninterrupted one. numpy's state is stored as a tensor so the checkpoint loads with
-    ``weights_only=True``."""
+    uninterrupted one. Under DDP every rank's states are saved (Lightning writes rank 0's
+    checkpoint only) and each rank gets its own back. numpy's state is stored as a tensor so
+    the checkpoint loads with ``weights_only=True``."""
 
     def state_dict(self):
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                 "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                           "has_gauss": has_gauss, "gauss": gauss}}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        state = _rng_state()
+        if distributed.world_size() == 1:
+            return state
+        states = [None] * distributed.world_size()
+        torch.distributed.all_gather_object(states, state)  # Lightning builds the checkpoint on every rank
+        return {"ranks": states}
 
     def load_state_dict(self, state):
-        torch.set_rng_state(state["torch"])
-        random.setstate(state["python"])
-        n = state["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        if "ranks" in state:  # a checkpoint of a DDP run; resumed with another world size, rank 0's
+            ranks = state["ranks"]
+            state = ranks[distributed.rank()] if len(ranks) == distributed.world_size() else ranks[0]
+        _set_rng_state(state)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -103,12 +124,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_torch(path, checkpoint)
 
 
-def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir: Path, epochs: int,
-              monitor: str, mode: str, trainer_cfg: TrainerConfig, seed: int) -> tuple[list[dict], Path]:
-    """Train (or resume) one stage; return (per-epoch history, path of the best checkpoint)."""
-    L.seed_everything(seed, workers=True, verbose=False)
-    # Lightning's start-up banners (GPU/TPU availability, logger tips) drown mirformer's own progress lines.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+def make_trainer(trainer_cfg: TrainerConfig, *, stage_dir: Path, epochs: int, monitor: str,
+                 mode: str) -> tuple[L.Trainer, History, ModelCheckpoint]:
+    """The Lightning trainer of one stage, with its history and best-checkpoint callbacks.
+
+    Under DDP (processes started by ``mirformer.distributed.launch``, or by SLURM) it joins the
+    running process group. Buffers are synchronised once, not at every forward: evaluation splits
+    every window once over the ranks, so they may run a batch more or less, and a collective in
+    every forward would wait forever. Under SLURM, SIGUSR1 (``sbatch --signal=SIGUSR1@90``) saves a
+    checkpoint and requeues the job, which then resumes from ``last.ckpt``.
+    """
     ckpt_dir = stage_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                            save_on_train_epoch_end=True, enable_version_counter=False)
@@ -117,6 +142,12 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True,
                            enable_version_counter=False)
     history = History()
+    strategy = trainer_cfg.strategy
+    if distributed.world_size() > 1 and strategy in ("auto", "ddp"):
+        strategy = DDPStrategy(forward_sync_buffers=False)
+    plugins = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
     # A resumed stage logs CSV into a new folder: Lightning's CSV writer would wipe the old one.
     launch = len(list((stage_dir / "logs").glob("csv-*"))) if (stage_dir / "logs").exists() else 0
     trainer = L.Trainer(
@@ -124,22 +155,37 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
         accelerator=trainer_cfg.accelerator,
         devices=trainer_cfg.devices,
         num_nodes=trainer_cfg.num_nodes,
-        strategy=trainer_cfg.strategy,
+        strategy=strategy,
         precision=trainer_cfg.precision,
         callbacks=[history, RandomState(), best, last],
-        plugins=[AtomicCheckpointIO()],
+        plugins=plugins,
         logger=[TensorBoardLogger(stage_dir / "logs", name="", version="tensorboard"),
                 CSVLogger(stage_dir / "logs", name="", version=f"csv-{launch}")],
+        default_root_dir=stage_dir,
+        use_distributed_sampler=False,  # mirformer's loaders split the data (training.loaders)
         enable_progress_bar=trainer_cfg.progress,
         enable_model_summary=False,
         log_every_n_steps=trainer_cfg.log_every_n_steps,
         num_sanity_val_steps=0,
     )
-    resume = ckpt_dir / "last.ckpt"
+    return trainer, history, best
+
+
+def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir: Path, epochs: int,
+              monitor: str, mode: str, trainer_cfg: TrainerConfig, seed: int) -> tuple[list[dict], Path]:
+    """Train (or resume) one stage; return (per-epoch history, path of the best checkpoint)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    # Lightning's start-up banners (GPU/TPU availability, logger tips) drown mirformer's own progress lines.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    trainer, history, best = make_trainer(trainer_cfg, stage_dir=stage_dir, epochs=epochs, monitor=monitor, mode=mode)
+    resume = stage_dir / "checkpoints" / "last.ckpt"
     with warnings.catch_warnings():
         # Noise from Lightning's internals on torch 2.13, not actionable by users.
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
+        # Frozen parts are in eval mode on purpose (no dropout, batch-norm statistics fixed).
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+        warnings.filterwarnings("ignore", message=r".*all_gather is deprecated.*")  # inside Lightning's all_gather
         # Our own checkpoints hold tensors and primitives only, so they load with weights_only=True.
         trainer.fit(module, train_loader, val_loader, ckpt_path=resume if resume.exists() else None, weights_only=True)
     if trainer.interrupted:  # Lightning may swallow Ctrl-C; the stage must not count as finished

@@ -56,6 +56,14 @@ class _Base(L.LightningModule):
             part.eval()
         return self
 
+    def on_validation_epoch_start(self):
+        # Under DDP buffers are not synchronised at every forward (see fit.make_trainer), so
+        # batch-norm statistics drift apart over the ranks: every rank validates with rank 0's,
+        # the ones its checkpoint keeps.
+        if self.trainer.world_size > 1:
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, 0)
+
     def configure_optimizers(self):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         opt = OPTIMIZERS[self.optim.name](trainable, lr=1.0 if self.optim.lr is None else self.optim.lr,
@@ -132,6 +140,7 @@ class DownstreamModule(_Base):
         return loss
 
     def on_validation_epoch_start(self):
+        super().on_validation_epoch_start()
         self._val_sum = torch.zeros(self.n_val_tracks, self.task.n_outputs, device=self.device)
         self._val_count = torch.zeros(self.n_val_tracks, device=self.device)
 
