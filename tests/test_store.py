@@ -131,3 +131,18 @@ def test_snippets_shapes_padding_and_normalisation(tmp_path, tracks):
     n = [store.entry(i).n_frames for i in ids]
     assert len(tiled) == sum(len(window_starts(k, 40)) for k in n)
     assert {w[0] for w in tiled.windows} == {0, 1, 2}
+
+
+def test_float16_log_mel_store_halves_the_store_within_its_rounding(tmp_path, tracks):
+    from mirformer.representations.mel import LogMel
+
+    full = FeatureStore(tmp_path, "toy", LogMel(sample_rate=8000, n_fft=256, hop_length=64, n_mels=16))
+    half = FeatureStore(tmp_path, "toy", LogMel(sample_rate=8000, n_fft=256, hop_length=64, n_mels=16, dtype="float16"))
+    assert full.dir != half.dir  # a store of its own
+    full.extract(tracks, progress=False)
+    half.extract(tracks, progress=False)
+    assert half.data.dtype == np.float16 and half.data.nbytes * 2 == full.data.nbytes
+    for t in tracks[:4]:
+        a, b = full.get(t.id), half.get(t.id).astype(np.float32)
+        # float16 steps are 2 ** (exponent - 10): at most 1/64 dB below 64 dB, 1/32 dB below 128 dB.
+        assert np.abs(a).max() < 128 and (np.abs(a - b) <= np.where(np.abs(a) < 64, 1 / 64, 1 / 32)).all()

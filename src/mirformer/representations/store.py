@@ -25,10 +25,9 @@ import hashlib
 import json
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-import multiprocessing as mp
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -81,12 +80,6 @@ def _encode_one(representation: Representation, track: Track, part: Path) -> tup
         with open(tmp, "wb") as f:
             np.savez(f, features=feats, samples=len(y))
     return track.id, None
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core: threads inside each would oversubscribe
 
 
 @dataclass
@@ -192,7 +185,7 @@ class FeatureStore:
         return [t for t in tracks if t.id not in self.index["tracks"] and t.id not in self.index["failed"]]
 
     def _encode(self, tracks: list[Track], *, workers: int, progress: bool) -> None:
-        """Write the part (or failure note) of each track that has neither, in ``workers`` processes."""
+        """Write the part (or failure note) of each track that has neither, in ``workers`` threads."""
         parts = self.dir / "parts"
         parts.mkdir(parents=True, exist_ok=True)
         pending = [t for t in tracks if not (parts / _part_name(t.id)).exists()
@@ -200,8 +193,9 @@ class FeatureStore:
         bar = tqdm(total=len(tracks), initial=len(tracks) - len(pending), desc=f"extract {self.representation.name}",
                    unit="file", disable=not progress)
         if workers > 1 and len(pending) > 1:
-            ctx = mp.get_context("spawn")  # fork after torch has started its threads can deadlock
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            # Threads, not processes: decoding, resampling and torch release the GIL (two threads
+            # run 1.7x one), and a process pool would first spend seconds importing torch per worker.
+            with ThreadPoolExecutor(workers) as pool:
                 futures = [pool.submit(_encode_one, self.representation, t, parts / _part_name(t.id))
                            for t in pending]
                 for t, fut in zip(pending, futures):
@@ -258,13 +252,16 @@ class FeatureStore:
                 samples[t.id] = int(part["samples"])
         lengths = {tid: rep.n_frames(n) for tid, n in samples.items()}
         total = sum(n for _, n in old.values()) + sum(lengths.values())
+        shape = (total, rep.dim) if rep.dim else (total,)
         index: dict[str, list[int]] = {}
-        with atomic_path(self.dir / "features.npy") as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=rep.dtype,
-                                            shape=(total, rep.dim) if rep.dim else (total,))
+        # Written as one sequential stream (header, then each track's frames): filling a fresh
+        # memory map instead page-faults on every page of what may be tens of gigabytes.
+        with atomic_path(self.dir / "features.npy") as tmp, open(tmp, "wb") as f:
+            np.lib.format.write_array_header_2_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(rep.dtype)),
+                                                     "fortran_order": False, "shape": shape})
             offset = 0
             for tid, (o, n) in old.items():
-                out[offset : offset + n] = self.data[o : o + n]
+                f.write(np.ascontiguousarray(self.data[o : o + n]).data)
                 index[tid] = [offset, n]
                 offset += n
             for tid, n in lengths.items():
@@ -273,11 +270,9 @@ class FeatureStore:
                 if len(feats) != n:
                     raise MirformerError(f"{rep.name}: n_frames({samples[tid]}) = {n} but encode gave {len(feats)} "
                                          f"frames for track {tid}")
-                out[offset : offset + n] = feats
+                f.write(np.ascontiguousarray(feats, dtype=rep.dtype).data)
                 index[tid] = [offset, n]
                 offset += n
-            out.flush()
-            del out
             self._data = None
         self._index = {
             "dataset": self.dataset_id,
