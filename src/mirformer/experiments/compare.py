@@ -138,13 +138,10 @@ class Comparison:
         self.tokenizer: dict | None = None
 
     def log(self, msg: str) -> None:
-        if self.progress and distributed.is_main():
+        if self.progress:  # rank 0 only
             print(f"[mirformer] {msg}", flush=True)
 
     # ---- data --------------------------------------------------------------------------
-    def kinds(self) -> list[ModelKind]:
-        return kinds_of(self.cfg)
-
     def input_of(self, kind: str | ModelKind) -> Inputs:
         kind = KINDS[kind] if isinstance(kind, str) else kind
         return self.inputs[kind.input(self.cfg).name]
@@ -155,7 +152,7 @@ class Comparison:
         # Bad settings fail here, before any data is built or any tokenizer trained.
         given, tokens_per_second = check_tokenizer(cfg) if any(s.representation == "tokens" for s in specs.values()) \
             else (None, None)
-        for kind in self.kinds():
+        for kind in kinds_of(cfg):
             spec = kind.input(cfg)
             window = spec.window or token_window(cfg, tokens_per_second)
             kind.check(cfg, window, spec.eval_window or window)
