@@ -238,8 +238,10 @@ def test_patchifier_comparison_through_the_four_modes(tmp_path):
     # Equal log-mel settings: one feature store read by both models, each with its own scaling.
     assert len(list((Path(os.environ["MIRFORMER_HOME"]) / "features").glob("*/mel-*"))) == 1
     del results["setups"]["spectroformer-scratch"]
+    encoder = str(out / "patchifier-pretrain-2" / "encoder.pt")
     for name, setup in results["setups"].items():
-        assert setup["model"] == "patchifier" and setup["input"] == "patchifier-mel"
+        # A pretrained setup reads its encoder checkpoint alone; the scratch run the config's input.
+        assert setup["model"] == "patchifier" and setup["input"] == ("patchifier-mel" if "scratch" in name else encoder)
         assert setup["splits"]["test"]["n"] == results["counts"]["test"]
         if name != "patchifier-scratch":
             assert setup["strategy"] == name.removeprefix("patchifier-") and setup["pretrained"]

@@ -93,7 +93,7 @@ def test_interrupted_compare_stage_resumes_to_the_same_results(tmp_path, crash_o
     def setups(run_dir):
         results = json.loads((run_dir / "results.json").read_text())
         for setup in results["setups"].values():
-            setup.pop("seconds"), setup.pop("checkpoint")
+            setup.pop("seconds"), setup.pop("checkpoint"), setup.pop("input")  # paths in the run folders
         return results["setups"]
 
     assert setups(out) == setups(tmp_path / "uninterrupted")

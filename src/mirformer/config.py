@@ -29,8 +29,10 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value, where=f"{where}{name}.")
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        nested = [t for t in options if dataclasses.is_dataclass(t)]  # ``X`` or ``X | None``
+        if nested and isinstance(value, dict):
+            value = from_dict(nested[0], value, where=f"{where}{name}.")
         else:
             value = _coerce(hint, value, where + name)
         kwargs[name] = value

@@ -1,9 +1,10 @@
-"""The comparison runner: dataset -> inputs (log-mel, VQ tokens) -> every setup -> report.
+"""The comparison runner: pretraining, then every downstream setup, then the report.
 
-It loops over the registered model kinds (``mirformer.kinds``) and never names one: each kind
-declares its input, network, pretraining stages and fine-tuning groups. Kinds that read equal
-inputs share them, and inputs with equal settings share one feature store. All setups see the
-same tracks: a file unusable in any input is skipped for every setup.
+``run_compare`` is ``mirformer pretrain`` followed by ``mirformer evaluate``: each model kind
+with a pretrained setup is pretrained on the pretraining data (``pretrain.data``, by default the
+comparison's own data, labels unread) into a self-contained encoder checkpoint, and the
+downstream setups read that file alone. It loops over the registered model kinds
+(``mirformer.kinds``) and never names one.
 
 Each stage writes its result into its own folder of the run directory when it finishes, so a
 rerun skips finished stages and resumes an interrupted one from its last checkpoint.
@@ -16,38 +17,26 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import DataLoader
 
 from mirformer import __version__, distributed, paths
 from mirformer.atomic import atomic_path, write_json, write_text
-from mirformer.audio import too_short
-from mirformer.datasets.base import Track
-from mirformer.datasets.registry import open_dataset
-from mirformer.errors import MirformerError
+from mirformer.encoder_file import save_encoder
 from mirformer.experiments.config import CompareConfig
+from mirformer.experiments.data import Inputs, PreparedData, kinds_of
 from mirformer.experiments.plots import plot_examples
-from mirformer.experiments.tokenizer import check_tokenizer, prepare_tokenizer, token_window
-from mirformer.kinds import KINDS, MODES, InputSpec, ModelKind, parse_setup
-from mirformer.representations.base import Representation
-from mirformer.representations.mel import LogMel
-from mirformer.representations.store import FeatureStore
-from mirformer.representations.vq import codebook_usage
-from mirformer.tasks import make_task
+from mirformer.kinds import KINDS, MODES, ModelKind
 from mirformer.training.evaluate import predict_clips
 from mirformer.training.fit import fit_stage, load_module_weights
-from mirformer.training.modules import DownstreamModule, PretrainModule
 from mirformer.training.loaders import make_loader, per_device_batch
-from mirformer.training.snippets import RandomSnippets, TiledSnippets
+from mirformer.training.modules import DownstreamModule, PretrainModule
 from mirformer.training.strategies import freeze_groups, head_for
-
-# Patchifier's "paper" scaling, dB x 0.01, as the (x - mean) / std every input goes through.
-PAPER_SCALE = 100.0
 
 
 def config_hash(cfg: CompareConfig) -> str:
@@ -84,7 +73,7 @@ def distributed_settings(cfg: CompareConfig) -> dict:
 def versions() -> dict:
     import lightning
 
-    return {"mirformer": __version__, "python": platform.python_version(), "torch": torch.__version__,
+    return {"mirformer": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
             "lightning": lightning.__version__, "numpy": np.__version__, "platform": platform.platform()}
 
 
@@ -98,136 +87,14 @@ def _point_name(batch_size: int, lr: float | None) -> str:
     return f"bs{batch_size}" + ("" if lr is None else f"-lr{lr:g}")
 
 
-def kinds_of(cfg: CompareConfig) -> list[ModelKind]:
-    """The kinds ``cfg``'s setups use, in registry order."""
-    used = {parse_setup(s)[0].name for s in cfg.setups if s != "mfcc-linear"}
-    return [k for k in KINDS.values() if k.name in used]
+class Comparison(PreparedData):
+    """A prepared dataset and the stages run on it, in one run folder."""
 
-
-def input_specs(cfg: CompareConfig) -> dict[str, InputSpec]:
-    """Each distinct input those kinds read, by name, log-mel first."""
-    specs = {}
-    for kind in kinds_of(cfg):
-        spec = kind.input(cfg)
-        specs.setdefault(spec.name, spec)
-    return dict(sorted(specs.items(), key=lambda item: item[1].representation != "mel"))
-
-
-@dataclass
-class Inputs:
-    """One prepared input: its feature store, window lengths and scaling ((x - mean) / std per dimension)."""
-
-    rep: Representation
-    store: FeatureStore
-    length: int  # frames per training window
-    eval_length: int  # frames per evaluation window
-    mean: np.ndarray | None = None
-    std: np.ndarray | None = None
-    counts: np.ndarray | None = None  # tokens: how often the training split uses each code
-
-
-class Comparison:
-    """State shared by the stages of one comparison run."""
-
-    def __init__(self, cfg: CompareConfig, run_dir: Path | None = None, *, progress: bool = True):
-        self.cfg = cfg
-        self.progress = progress and distributed.is_main()
+    def __init__(self, cfg: CompareConfig, run_dir: Path | None = None, *, progress: bool = True, data=None,
+                 labelled: bool = True):
+        super().__init__(cfg, data=data, labelled=labelled, progress=progress)
         self.run_dir = Path(run_dir) if run_dir else paths.runs_dir() / f"{cfg.name}-{config_hash(cfg)}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.skipped: dict[str, str] = {}
-        self.tokenizer: dict | None = None
-
-    def log(self, msg: str) -> None:
-        if self.progress:  # rank 0 only
-            print(f"[mirformer] {msg}", flush=True)
-
-    # ---- data --------------------------------------------------------------------------
-    def input_of(self, kind: str | ModelKind) -> Inputs:
-        kind = KINDS[kind] if isinstance(kind, str) else kind
-        return self.inputs[kind.input(self.cfg).name]
-
-    def prepare_data(self) -> None:
-        cfg = self.cfg
-        specs = input_specs(cfg)
-        # Bad settings fail here, before any data is built or any tokenizer trained.
-        given, tokens_per_second = check_tokenizer(cfg) if any(s.representation == "tokens" for s in specs.values()) \
-            else (None, None)
-        for kind in kinds_of(cfg):
-            spec = kind.input(cfg)
-            window = spec.window or token_window(cfg, tokens_per_second)
-            kind.check(cfg, window, spec.eval_window or window)
-        self.dataset = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, progress=self.progress,
-                                    **cfg.data.options)
-        with distributed.main_first():  # rendering the built-in corpus: once, the other ranks then find it done
-            self.dataset.prepare()
-        tracks = self.dataset.tracks()
-        self.classes = self.dataset.classes()
-        self.task = make_task(self.dataset.task, self.classes)
-        self.inputs: dict[str, Inputs] = {}
-        for name, spec in specs.items():
-            if spec.representation == "mel":
-                rep = LogMel(spec.mel, dtype=cfg.feature_dtype)
-            else:
-                rep, self.tokenizer = prepare_tokenizer(cfg, self.dataset, tracks, given, log=self.log,
-                                                        progress=self.progress)
-            window = spec.window or token_window(cfg, rep.frames_per_second)
-            self.inputs[name] = Inputs(rep, FeatureStore(paths.features_dir(), self.dataset.identity, rep), window,
-                                       spec.eval_window or window)
-            self.extract(name, tracks)
-        self.tracks = {s: [t for t in tracks if t.split == s and t.id not in self.skipped]
-                       for s in ("train", "validation", "test")}
-        for split, ts in self.tracks.items():
-            if not ts:
-                raise MirformerError(f"no usable tracks in the {split} split of {self.dataset.name} at "
-                                     f"{self.dataset.root} ({len(self.skipped)} skipped as unreadable or too short)")
-        train_ids = [t.id for t in self.tracks["train"]]
-        for name, spec in specs.items():
-            inp = self.inputs[name]
-            if spec.scaling == "paper":
-                inp.mean, inp.std = np.zeros(inp.rep.dim, np.float32), np.full(inp.rep.dim, PAPER_SCALE, np.float32)
-            elif spec.representation == "mel":
-                with distributed.main_first():  # computed once and cached beside the features
-                    inp.mean, inp.std = inp.store.normalisation(train_ids)
-            else:
-                # Counted per track: a large training split never holds all its tokens in memory at once.
-                inp.counts = sum(np.bincount(np.asarray(inp.store.get(i), np.int64), minlength=inp.rep.vocab_size)
-                                 for i in train_ids)
-                self.tokenizer.update(codebook_usage(inp.counts))
-                self.log(f"tokenizer: {self.tokenizer['codes_used']}/{inp.rep.vocab_size} codes used on the training "
-                         f"split, entropy {self.tokenizer['entropy_bits']:.2f} bits")
-        self.task.fit(self.tracks["train"])
-
-    def extract(self, name: str, tracks: list[Track]) -> None:
-        """Store one input of every track; skip files that do not decode or are shorter than ``data.min_seconds``.
-
-        Under DDP each rank encodes its own shard of the tracks and the last to finish consolidates.
-        """
-        inp = self.inputs[name]
-        self.log(f"{name} features: {inp.store.dir}")
-        inp.store.extract(tracks, workers=self.cfg.workers, progress=self.progress, shard=distributed.shard_spec())
-        distributed.barrier()
-        inp.store.reload()
-        failed = inp.store.failures(tracks)
-        for t in tracks:
-            why = failed.get(t.id) or too_short(inp.store.seconds(t.id), self.cfg.data.min_seconds)
-            if why:
-                self.skipped[t.id] = self.dataset.explain(t.id, why)
-
-    def targets(self, tracks: list[Track]) -> list:
-        return [self.task.target(t) for t in tracks]
-
-    def random_snippets(self, split: str, copies: int, kind: str | ModelKind, frames: int | None = None) -> ConcatDataset:
-        """``copies`` random crops of ``frames`` (default: the training window) per clip of ``split``."""
-        ts, inp = self.tracks[split], self.input_of(kind)
-        one = RandomSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=frames or inp.length,
-                             mean=inp.mean, std=inp.std)
-        return ConcatDataset([one] * copies)
-
-    def tiled(self, split: str, kind: str | ModelKind, frames: int | None = None) -> TiledSnippets:
-        """Every window of ``frames`` (default: the evaluation window) of every clip of ``split``."""
-        ts, inp = self.tracks[split], self.input_of(kind)
-        return TiledSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=frames or inp.eval_length,
-                             mean=inp.mean, std=inp.std)
 
     def loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         """Training (``shuffle``) or evaluation batches; under DDP each rank reads its share."""
@@ -267,11 +134,21 @@ class Comparison:
                 if distributed.is_main():
                     write_json(folder / "history.json", {"history": history, "seconds": time.time() - t0})
                     self.save_examples(stage, module.model, folder, kind, stage.frames or inp.length)
-                    module.model.save(encoder_path)
+                    self.save_encoder(encoder_path, kind, module.model, stage.name)
                 distributed.barrier()  # every rank reads the encoder next
             histories[stage.name] = json.loads((folder / "history.json").read_text())["history"]
             previous = encoder_path
         return previous, histories
+
+    def save_encoder(self, path: Path, kind: ModelKind, model: nn.Module, stage: str) -> None:
+        """The self-contained encoder checkpoint: network, input settings, the scaling fitted on this
+        (pretraining) data, and what it was pretrained on."""
+        inp, spec = self.input_of(kind), kind.input(self.cfg)
+        about = {"dataset": self.dataset.name, "dataset_identity": self.dataset.identity,
+                 "dataset_root": str(self.dataset.root), "tracks": {s: len(ts) for s, ts in self.tracks.items()},
+                 "stage": stage, "tokenizer": self.tokenizer, "config": asdict(self.cfg), "versions": versions()}
+        save_encoder(path, kind=kind.name, model=model, representation=inp.rep, scaling=spec.scaling, mean=inp.mean,
+                     std=inp.std, counts=inp.counts, window=inp.length, eval_window=inp.eval_length, about=about)
 
     def save_examples(self, stage, model: nn.Module, folder: Path, kind: ModelKind, frames: int) -> None:
         """A few validation examples of what the stage learned (input, masked input, reconstruction),
@@ -304,7 +181,7 @@ class Comparison:
             trained.append(self.train_point(name, folder, kind, point_cfg, pretrained))
         monitor = self.task.monitor
         best = max(trained, key=lambda p: p["best"].get(f"val_{monitor}", float("-inf")))
-        result = {"name": name, "model": kind.name, "input": kind.input(self.cfg).name,
+        result = {"name": name, "model": kind.name, "input": self.input_name(kind, pretrained),
                   "pretrained": pretrained is not None, "task": self.task.kind, "strategy": stage_cfg.strategy,
                   "pooling": stage_cfg.pooling, "checkpoint": best["checkpoint"], "history": best["history"],
                   "seconds": time.time() - t0}
@@ -315,9 +192,13 @@ class Comparison:
         if distributed.is_main():  # scored once, on every clip, by one process
             module = self.downstream_module(kind, replace(stage_cfg, batch_size=best["batch_size"]), pretrained)
             load_module_weights(module, Path(best["checkpoint"]))
-            result.update(self.evaluate(module.model, stage, kind))
+            result.update(self.evaluate(module.model, stage, self.input_of(kind, pretrained)))
             write_json(done, result)
         return result
+
+    def input_name(self, kind: ModelKind, encoder: Path | None) -> str:
+        """A setup's input in results.json: the config's input name, or the encoder file it reads."""
+        return str(encoder) if encoder is not None else kind.input(self.cfg).name
 
     def downstream_module(self, kind: str | ModelKind, stage_cfg, pretrained: Path | None) -> DownstreamModule:
         """A fresh downstream model (the pretrained encoder, or a seeded random one) in its Lightning module."""
@@ -341,10 +222,11 @@ class Comparison:
         self.log(f"training {name} ({self.task.kind}, {stage_cfg.strategy}, batch {stage_cfg.batch_size}, {lr})")
         module = self.downstream_module(kind, stage_cfg, pretrained)
         t0 = time.time()
+        inp = self.input_of(kind, pretrained)
         history, best = fit_stage(
             module,
-            self.loader(self.random_snippets("train", stage_cfg.snippets_per_track, kind), stage_cfg.batch_size, True),
-            self.loader(self.tiled("validation", kind), self.cfg.eval_batch_size, False),
+            self.loader(self.random_snippets("train", stage_cfg.snippets_per_track, inp), stage_cfg.batch_size, True),
+            self.loader(self.tiled("validation", inp), self.cfg.eval_batch_size, False),
             stage_dir=folder, epochs=stage_cfg.epochs, monitor=f"val/{self.task.monitor}", mode="max",
             trainer_cfg=self.cfg.trainer, seed=self.cfg.seed)
         key = f"val_{self.task.monitor}"
@@ -357,12 +239,12 @@ class Comparison:
             write_json(done, point)
         return point
 
-    def evaluate(self, model: nn.Module, stage: Path, kind: str | ModelKind) -> dict:
+    def evaluate(self, model: nn.Module, stage: Path, inp: Inputs | str | ModelKind) -> dict:
         """Clip-level metrics on every split; predictions saved as CSV beside them."""
         device = "cuda" if self.cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
         splits, rows = {}, ["split,track_id,target,predicted"]
         for split in ("train", "validation", "test"):
-            tiled = self.tiled(split, kind)
+            tiled = self.tiled(split, inp)
             outputs = predict_clips(model, tiled, batch_size=self.cfg.eval_batch_size,
                                     precision=self.cfg.trainer.precision, device=device)
             splits[split] = self.task.metrics(outputs, self.task.targets(self.tracks[split]))
@@ -390,9 +272,12 @@ class Comparison:
 
 
 def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bool = True) -> dict:
-    """Run (or resume) every setup of ``cfg`` and write results.json and the report."""
-    from mirformer.experiments.report import write_report
+    """Run (or resume) every setup of ``cfg`` and write results.json and the report.
 
+    The kinds with a pretrained setup are pretrained first (``pretrain.data``, labels unread);
+    then every downstream setup trains, a pretrained one from its encoder checkpoint alone.
+    Returns the results on rank 0, ``{}`` on the other ranks of a DDP run.
+    """
     t0 = time.time()
     distributed.launch(cfg.trainer)  # every rank runs what follows; rank 0 alone writes the run folder
     split = distributed_settings(cfg)  # a batch that does not divide over the processes fails here
@@ -400,7 +285,14 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
     if distributed.is_main():
         write_json(cmp.run_dir / "config.json", {"config": asdict(cfg), "seed": cfg.seed, "versions": versions(),
                                                  "distributed": split})
-    cmp.prepare_data()
+    pretrained = kinds_of(cfg, pretrained=True)
+    encoders, stages = {}, {}
+    if pretrained:
+        pre = Comparison(cfg, cmp.run_dir, progress=progress, data=cfg.pretrain.data, labelled=False)
+        pre.prepare_data(kinds=pretrained)
+        for kind in pretrained:
+            encoders[kind.name], stages[kind.name] = pre.pretrain(kind)
+    cmp.prepare_data(encoders=list(encoders.values()))
     setups: dict[str, dict] = {}
     for kind in KINDS.values():
         for mode in MODES:
@@ -410,25 +302,32 @@ def run_compare(cfg: CompareConfig, run_dir: Path | None = None, *, progress: bo
             if mode == "scratch":
                 setups[name] = cmp.downstream(name, kind, cfg.scratch)
                 continue
-            encoder, stages = cmp.pretrain(kind)
             stage_cfg = cfg.finetune if mode == "pretrained-finetuned" else replace(cfg.finetune, strategy=mode)
-            setups[name] = cmp.downstream(name, kind, stage_cfg, encoder)
-            setups[name]["pretrain_history"] = list(stages.values())[-1]
-            if len(stages) > 1:
-                setups[name]["pretrain_stages"] = stages
+            setups[name] = cmp.downstream(name, kind, stage_cfg, encoders[kind.name])
+            setups[name]["pretrain_history"] = list(stages[kind.name].values())[-1]
+            if len(stages[kind.name]) > 1:
+                setups[name]["pretrain_stages"] = stages[kind.name]
+    return finish_run(cmp, setups, t0)
+
+
+def finish_run(cmp: Comparison, setups: dict[str, dict], t0: float) -> dict:
+    """The baseline (if configured), ``results.json`` and the report, on rank 0; ``{}`` elsewhere."""
+    from mirformer.experiments.report import write_report
+
     if not distributed.is_main():
         return {}
-    if "mfcc-linear" in cfg.setups:
+    if "mfcc-linear" in cmp.cfg.setups:
         setups["mfcc-linear"] = cmp.baseline()
     results = {
-        "name": cfg.name,
+        "name": cmp.cfg.name,
         "dataset": cmp.dataset.name,
         "dataset_root": str(cmp.dataset.root),
         "task": cmp.task.kind,
         "monitor": cmp.task.monitor,
         "classes": cmp.classes,
         "counts": {s: len(ts) for s, ts in cmp.tracks.items()},
-        "representations": {name: {"name": inp.rep.name, "window_frames": inp.length, "eval_window_frames": inp.eval_length,
+        "representations": {name: {"name": inp.rep.name, "window_frames": inp.length,
+                                   "eval_window_frames": inp.eval_length,
                                    "frames_per_second": inp.rep.frames_per_second, **inp.rep.config_dict()}
                             for name, inp in cmp.inputs.items()},
         "tokenizer": cmp.tokenizer,

@@ -79,6 +79,15 @@ class StageConfig:
 
 
 @dataclass
+class PretrainConfig(StageConfig):
+    """The pretraining stage, and its data: None, the comparison's own ``data`` (its training and
+    validation splits); or any dataset, labelled or not (``name: audio`` for a folder of audio).
+    Labels are never read in pretraining."""
+
+    data: DataConfig | None = None
+
+
+@dataclass
 class TokenizerConfig:
     """The VQ tokenizer of TokenFormer and CodebookFormer.
 
@@ -145,7 +154,7 @@ class CompareConfig:
     # 1344, as mel hop 128 and Jukebox's top-level hop 128 at 44.1 kHz give the same rate).
     token_snippet_frames: int | None = None
     token_mask: TokenMaskConfig = field(default_factory=TokenMaskConfig)
-    pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, optim=OptimConfig(warmup=8000)))
+    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(epochs=10, optim=OptimConfig(warmup=8000)))
     finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, batch_size=32,
                                                                       optim=OptimConfig(lr=5e-5)))
     scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, optim=OptimConfig(warmup=8000)))

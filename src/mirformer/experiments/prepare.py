@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mirformer import paths
 from mirformer.datasets.registry import open_dataset
-from mirformer.experiments.compare import input_specs
+from mirformer.experiments.data import input_specs, kinds_of
 from mirformer.experiments.config import CompareConfig
 from mirformer.representations.mel import LogMel
 from mirformer.representations.store import FeatureStore
@@ -27,7 +27,7 @@ def extract_stores(cfg: CompareConfig, *, shard: tuple[int, int] | None = None, 
     dataset.prepare()
     tracks = dataset.tracks()
     states = {}
-    for name, spec in input_specs(cfg).items():
+    for name, spec in input_specs(cfg, kinds_of(cfg)).items():
         if spec.representation == "mel":
             rep = LogMel(spec.mel, dtype=cfg.feature_dtype)
         elif cfg.tokenizer.checkpoint:

@@ -52,7 +52,20 @@ class VQTokens(Representation):
                  chunk_seconds: float = 20.0):
         self.checkpoint = Path(checkpoint)
         self.trust_pickle, self.chunk_seconds = trust_pickle, chunk_seconds
-        model = self.model
+        self._set_level(level)
+
+    @classmethod
+    def from_model(cls, model, *, level: int, sha1: str, source: str) -> VQTokens:
+        """A tokenizer held in memory (inside an encoder checkpoint, ``source``). ``sha1`` is its
+        original file's, so it reads and writes that file's feature stores."""
+        self = cls.__new__(cls)
+        self.checkpoint, self.trust_pickle, self.chunk_seconds = Path(source), False, 20.0
+        self.__dict__.update(model=model, sha1=sha1)  # the cached properties, given
+        self._set_level(level)
+        return self
+
+    def _set_level(self, level: int | None) -> None:
+        model, checkpoint = self.model, self.checkpoint
         levels = model.config.levels
         self.level = levels - 1 if level is None else level
         if not 0 <= self.level < levels:
