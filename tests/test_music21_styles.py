@@ -112,6 +112,23 @@ def test_tracks(built, manifest):
     assert m21.Music21Styles(built).classes() == sorted(TINY.classes)
 
 
+def test_unlabelled_corpus_uses_no_labelled_score(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRFORMER_HOME", str(tmp_path))  # the labelled build goes to its default root
+    corpus = m21.Music21StylesUnlabelled(tmp_path / "u", config=TINY, scores_per_class=3, workers=1, progress=False)
+    corpus.prepare()
+    import pandas as pd
+
+    labelled = pd.read_csv(m21.default_root(TINY) / m21.MANIFEST)
+    unlabelled = pd.read_csv(tmp_path / "u" / m21.MANIFEST)
+    assert set(unlabelled.source).isdisjoint(labelled.source)
+    assert unlabelled.groupby("label").source.nunique().eq(3).all()
+    tracks = corpus.tracks()
+    assert len(tracks) == len(unlabelled) and all(t.label is None and t.path.is_file() for t in tracks)
+    assert {t.split for t in tracks} <= {"train", "validation"}
+    with pytest.raises(ConfigError, match="no labels"):
+        corpus.classes()
+
+
 def test_unprepared_dataset_says_so(tmp_path):
     with pytest.raises(MirformerError, match="not prepared"):
         m21.Music21Styles(tmp_path, config=TINY).tracks()

@@ -11,6 +11,10 @@ from pathlib import Path
 from mirformer.audio import MIN_SECONDS
 from mirformer.errors import MirformerError
 
+# The fine-tuning strategies (mirformer.training.strategies.STRATEGIES), listed here so that
+# building the parser imports no torch.
+STRATEGY_CHOICES = ("full", "linear-probe", "mlp-probe", "frozen-frontend", "frozen-encoder")
+
 
 def _trainer_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Lightning trainer (passed through)")
@@ -56,6 +60,61 @@ def cmd_compare(args) -> int:
     if results["skipped"]:
         print(f"skipped {len(results['skipped'])} file(s): see report.md")
     return 0
+
+
+def cmd_pretrain(args) -> int:
+    from mirformer import distributed
+    from mirformer.experiments.config import resolve
+    from mirformer.experiments.evaluate import run_pretrain
+
+    encoders = run_pretrain(resolve(args.preset, _overrides(args)), kinds=args.model, run_dir=args.out,
+                            progress=not args.quiet)
+    if distributed.is_main():
+        for kind, path in encoders.items():
+            print(f"{kind} encoder: {path}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from mirformer.experiments.config import resolve
+    from mirformer.experiments.evaluate import check_input_overrides, run_evaluate
+
+    overrides = _overrides(args)
+    check_input_overrides(overrides, [Path(p) for p in args.encoder])
+    results = run_evaluate(resolve(args.preset, overrides), args.encoder, modes=args.mode, baseline=args.baseline,
+                           run_dir=args.out, progress=not args.quiet)
+    if results:  # rank 0
+        print()
+        print(results["table"])
+        print(f"\nrun folder: {results['run_dir']}")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from tqdm.auto import tqdm
+
+    from mirformer.embed import Embedder
+    from mirformer.encoder_file import read_encoder
+    from mirformer.errors import AudioError
+    from mirformer.representations.extract import output_names
+
+    embedder = Embedder(read_encoder(args.encoder), device=args.device)
+    layer = None if args.layer == "all" else int(args.layer)
+    hop = None if args.hop is None else round(args.hop * embedder.rep.frames_per_second)
+    out, names = Path(args.out), output_names(args.audio)
+    written, skipped = 0, {}
+    for path in tqdm(args.audio, desc="embed", unit="file", disable=args.quiet):
+        try:
+            embedder.embed_file(path, out / names[path], layer=layer, pooling=args.pooling, hop=hop)
+            written += 1
+        except AudioError as exc:
+            skipped[path] = exc.cause
+    what = "(positions, layers, dim)" if layer is None else "(positions, dim)"
+    what = "clip vectors" if args.pooling != "none" else f"{what} with <name>.times.npy in seconds"
+    print(f"wrote {written} file(s) of {what} to {out}")
+    for path, reason in skipped.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 1 if skipped and not written else 0
 
 
 def cmd_train_vqvae(args) -> int:
@@ -218,6 +277,43 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress output")
     _trainer_args(c)
     c.set_defaults(func=cmd_compare)
+
+    pt = sub.add_parser("pretrain", help="pretrain encoders only; write self-contained encoder checkpoints")
+    pt.add_argument("--preset", default="quickstart", help="as for compare; its setups say which kinds pretrain")
+    pt.add_argument("--data-root", help="the dataset's folder (sets data.root; a separate pretraining set is "
+                                        "--set pretrain.data={name: audio, root: DIR})")
+    pt.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    pt.add_argument("--model", action="append", help="a model kind to pretrain (repeat; default: the preset's)")
+    pt.add_argument("--out", help="run folder (default: the one `mirformer compare` with this config uses)")
+    pt.add_argument("--quiet", action="store_true", help="no progress output")
+    _trainer_args(pt)
+    pt.set_defaults(func=cmd_pretrain)
+
+    ev = sub.add_parser("evaluate", help="fine-tune or probe encoder checkpoints on a downstream task; one table")
+    ev.add_argument("--encoder", action="append", required=True, metavar="CKPT",
+                    help="an encoder checkpoint (encoder.pt of `mirformer pretrain` or compare); repeat to compare")
+    ev.add_argument("--preset", default="quickstart", help="downstream data, task and fine-tuning settings")
+    ev.add_argument("--data-root", help="the downstream dataset's folder (sets data.root)")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (finetune.*, data.*)")
+    ev.add_argument("--mode", action="append", choices=STRATEGY_CHOICES,
+                    help="fine-tuning strategy (repeat; default: finetune.strategy)")
+    ev.add_argument("--baseline", action="store_true", help="add the MFCC + linear baseline to the table")
+    ev.add_argument("--out", help="run folder (default: $MIRFORMER_HOME/runs/evaluate-<preset>-<hash>)")
+    ev.add_argument("--quiet", action="store_true", help="no progress output")
+    _trainer_args(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    em = sub.add_parser("embed", help="per-file embeddings of audio from an encoder checkpoint, as .npy")
+    em.add_argument("audio", nargs="+", help="audio files of any length (decoded, downmixed, resampled)")
+    em.add_argument("--encoder", required=True, metavar="CKPT", help="an encoder checkpoint (encoder.pt)")
+    em.add_argument("--out", required=True, help="output folder")
+    em.add_argument("--layer", default="-1", help="encoder layer: 0 (input) .. n_layers (output, also -1), or all")
+    em.add_argument("--pooling", choices=("none", "cls", "mean"), default="none",
+                    help="none: one vector per frame / token / patch with its time; cls or mean: one clip vector")
+    em.add_argument("--hop", type=float, help="seconds between window starts (default: the window length)")
+    em.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    em.add_argument("--quiet", action="store_true", help="no progress bar")
+    em.set_defaults(func=cmd_embed)
 
     tv = sub.add_parser("train-vqvae", help="train a VQ-VAE with Jukebox's objective on a dataset's training split")
     tv.add_argument("--preset", default="quickstart",

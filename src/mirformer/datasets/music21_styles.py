@@ -300,14 +300,30 @@ def build(config: StylesConfig, root: str | Path | None = None, *, workers: int 
         return manifest
     orders, targets = {}, {}
     for label in config.classes:
-        candidates = CLASSES[label]()
-        permutation = _rng(config.seed, "order", label).permutation(len(candidates))
-        orders[label] = [candidates[i] for i in permutation]
-        targets[label] = scores_per_class(config, len(candidates))
-    done = {label: _load_sidecars(root, label) for label in config.classes}
+        orders[label] = _order(config, label)
+        targets[label] = scores_per_class(config, len(orders[label]))
+    done, chosen = _render_until_chosen(config, root, orders, targets, workers=workers, progress=progress)
+    _report_and_prune(root, done, chosen)
+    _write_manifest(root, config, done, chosen, assign_splits(
+        {label: [(s, len(done[label][s]["clips"])) for s in sources] for label, sources in chosen.items()},
+        seed=config.seed))
+    return manifest
+
+
+def _order(config: StylesConfig, label: str) -> list[str]:
+    """A class's candidate scores in the seeded order in which they are taken."""
+    candidates = CLASSES[label]()
+    return [candidates[i] for i in _rng(config.seed, "order", label).permutation(len(candidates))]
+
+
+def _render_until_chosen(config: StylesConfig, root: Path, orders: dict[str, list[str]], targets: dict[str, int], *,
+                         workers: int | None, progress: bool) -> tuple[dict, dict]:
+    """Render scores in each class's order until its first ``targets[label]`` scores with clips are
+    known (resuming from the sidecars on disk); return (records by class and source, chosen sources)."""
+    done = {label: _load_sidecars(root, label) for label in orders}
 
     def pending() -> list[tuple[str, str, dict, str]]:
-        return [(source, label, config.to_dict(), str(root)) for label in config.classes
+        return [(source, label, config.to_dict(), str(root)) for label in orders
                 for source in _pending(orders[label], done[label], targets[label])]
 
     batch, workers, pool = pending(), workers or os.cpu_count() or 1, None
@@ -329,10 +345,40 @@ def build(config: StylesConfig, root: str | Path | None = None, *, workers: int 
                 done[record["label"]][record["source"]] = record
                 bar.update()
             batch = pending()
-    chosen = {label: _chosen(orders[label], done[label], targets[label]) for label in config.classes}
+    return done, {label: _chosen(orders[label], done[label], targets[label]) for label in orders}
+
+
+def build_unlabelled(config: StylesConfig, scores_per_class: int, root: str | Path | None = None, *,
+                     workers: int | None = None, progress: bool = True) -> Path:
+    """Render, without labels, up to ``scores_per_class`` scores of each class that the labelled
+    dataset of ``config`` does not use (its split is dealt by score too): a pretraining corpus
+    disjoint from every labelled clip. Builds the labelled dataset first to know its scores.
+
+    Returns ``root / "manifest.csv"`` (``root``: ``unlabelled_root(config, scores_per_class)``).
+    """
+    labelled = build(config, workers=workers, progress=progress)
+    with labelled.open(newline="") as f:
+        used = {row["source"] for row in csv.DictReader(f)}
+    root = Path(root) if root is not None else unlabelled_root(config, scores_per_class)
+    manifest = root / MANIFEST
+    if manifest.is_file():
+        return manifest
+    write_json(root / "config.json", {"dataset": f"{NAME}-unlabelled", "format": FORMAT, "config": config.to_dict(),
+                                      "scores_per_class": scores_per_class})
+    orders = {label: [s for s in _order(config, label) if s not in used] for label in config.classes}
+    targets = {label: min(scores_per_class, len(order)) for label, order in orders.items()}
+    done, chosen = _render_until_chosen(config, root, orders, targets, workers=workers, progress=progress)
     _report_and_prune(root, done, chosen)
-    _write_manifest(root, config, done, chosen)
+    splits = {source: "validation" if _rng(config.seed, "unlabelled-split", source).random() < 0.1 else "train"
+              for sources in chosen.values() for source in sources}
+    _write_manifest(root, config, done, chosen, splits)
     return manifest
+
+
+def unlabelled_root(config: StylesConfig, scores_per_class: int) -> Path:
+    """Beside the labelled root of ``config``: ``<its key>-unlabelled<scores_per_class>``."""
+    labelled = default_root(config)
+    return labelled.parent / f"{labelled.name}-unlabelled{scores_per_class}"
 
 
 def _report_and_prune(root: Path, done: dict[str, dict[str, dict]], chosen: dict[str, list[str]]) -> None:
@@ -350,9 +396,7 @@ def _report_and_prune(root: Path, done: dict[str, dict[str, dict]], chosen: dict
 
 
 def _write_manifest(root: Path, config: StylesConfig, done: dict[str, dict[str, dict]],
-                    chosen: dict[str, list[str]]) -> None:
-    splits = assign_splits({label: [(s, len(done[label][s]["clips"])) for s in sources]
-                            for label, sources in chosen.items()}, seed=config.seed)
+                    chosen: dict[str, list[str]], splits: dict[str, str]) -> None:
     rows = sorted(
         ({"id": clip["id"], "path": clip["path"], "label": label, "split": splits[source],
           "source": source, "instruments": ";".join(done[label][source]["instruments"]),
@@ -439,3 +483,48 @@ class Music21Styles(Dataset):
                                 "tempo_factor": float(row["tempo_factor"]),
                                 "start_seconds": float(row["start_seconds"])})
                     for row in csv.DictReader(f)]
+
+
+@register_dataset
+class Music21StylesUnlabelled(Dataset):
+    """Scores of the corpus's style classes that no labelled split of ``music21-styles`` uses,
+    rendered the same way and given without labels: the built-in pretraining corpus.
+
+    Parameters
+    ----------
+    root : str or Path or None
+        Dataset root; None: ``unlabelled_root`` of the config.
+    config, preset, workers, progress
+        As ``Music21Styles``: the labelled dataset whose scores are left out.
+    scores_per_class : int >= 1
+        Most scores of each class rendered (fewer where the corpus has no more unused ones).
+    """
+
+    name = f"{NAME}-unlabelled"
+    task = "unlabelled"
+
+    def __init__(self, root: str | Path | None = None, *, config: StylesConfig | dict | None = None,
+                 preset: str | None = None, scores_per_class: int = 40, workers: int | None = None,
+                 progress: bool = True):
+        config = resolve_config(config, preset) or FULL
+        if scores_per_class < 1:
+            raise ConfigError(f"{self.name}: scores_per_class must be >= 1, got {scores_per_class!r}")
+        super().__init__(root if root is not None else unlabelled_root(config, scores_per_class))
+        self.config, self.scores_per_class, self.workers, self.progress = config, scores_per_class, workers, progress
+
+    def prepare(self) -> None:
+        """Render the labelled dataset (to know its scores), then the unused scores; resumes."""
+        build_unlabelled(self.config, self.scores_per_class, self.root, workers=self.workers, progress=self.progress)
+
+    def tracks(self) -> list[Track]:
+        """One track per clip, without its style: pretraining never reads a label."""
+        manifest = self.root / MANIFEST
+        if not manifest.is_file():
+            raise MirformerError(f"{self.name} is not prepared under {self.root} (no {MANIFEST}): call prepare()")
+        root = self.root.absolute()
+        with manifest.open(newline="") as f:
+            return [Track(row["id"], root / row["path"], row["split"]) for row in csv.DictReader(f)]
+
+    def classes(self) -> list[str]:
+        raise ConfigError(f"{self.name} has no labels: it is a pretraining set (--set pretrain.data="
+                          f"{{name: {self.name}, options: {{preset: quickstart}}}})")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 # Importing a loader registers it by its name.
 from mirformer.datasets import (  # noqa: F401
+    audio_folder,
     csv_manifest,
     emomusic,
     fma,

@@ -117,6 +117,15 @@ class Encoder(nn.Module):
         h : Tensor [shape=(B, L + 1, D)]
             Hidden states; ``h[:, 0]`` is the CLS state, ``h[:, 1:]`` the inputs'.
         """
+        return self._run(x, pad, keep=False)[-1]
+
+    def layers(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Every layer's states [n_layers + 1 of shape=(B, L + 1, D)]: 0 the embedded input (scaled,
+        with CLS and positions), 1 .. n_layers - 1 each block's output, n_layers the final, normed
+        output (``forward``'s)."""
+        return self._run(x, pad, keep=True)
+
+    def _run(self, x: torch.Tensor, pad: torch.Tensor | None, *, keep: bool) -> list[torch.Tensor]:
         B, L, D = x.shape
         assert L <= self.cfg.max_len, f"input length {L} > max_len {self.cfg.max_len}"
         if self.cfg.scale_inputs:
@@ -124,9 +133,12 @@ class Encoder(nn.Module):
         x = torch.cat([self.cls.to(x.dtype).expand(B, 1, D), x], dim=1) + self.positions[: L + 1].to(x.dtype)
         attn_mask = None
         if pad is not None and bool(pad.any()):
-            keep = torch.cat([pad.new_zeros(B, 1), pad], dim=1).logical_not()  # (B, S), CLS always kept
-            attn_mask = keep[:, None, None, :]  # (B, 1, 1, S): True = may attend
+            keep_mask = torch.cat([pad.new_zeros(B, 1), pad], dim=1).logical_not()  # (B, S), CLS always kept
+            attn_mask = keep_mask[:, None, None, :]  # (B, 1, 1, S): True = may attend
         x = self.drop(x)
-        for block in self.blocks:
+        states = [x] if keep else []
+        for i, block in enumerate(self.blocks):
             x = block(x, attn_mask)
-        return self.norm(x)
+            if keep and i < len(self.blocks) - 1:
+                states.append(x)
+        return [*states, self.norm(x)]

@@ -79,6 +79,12 @@ class Former(nn.Module):
         """(B, L, F) frames or (B, L) token ids, (B, L) bool padding -> (B, L + 1, D) (CLS first)."""
         return self.encoder(self.frontend(x), pad)
 
+    frames_per_position = 1  # one input frame (or token) per encoder position
+
+    def hidden_states(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Every encoder layer's states (``Encoder.layers``) and the positions' padding (B, L)."""
+        return self.encoder.layers(self.frontend(x), pad), pad
+
     def forward_pretrain(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """Masked inputs -> (B, L, F) per-position predictions (cells, or token-id logits)."""
         return self.pretrain_head(self.forward_encoder(x, pad)[:, 1:])

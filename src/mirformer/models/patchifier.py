@@ -170,6 +170,16 @@ class Patchifier(nn.Module):
             z = torch.where(mask[..., None], self.mask_token.to(z.dtype), z)
         return self.encoder(z, ppad), ppad
 
+    @property
+    def frames_per_position(self) -> int:
+        return self.config.patch_frames  # one patch per encoder position
+
+    def hidden_states(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Every bottleneck layer's states (``Encoder.layers``) over the patches, and the patches' padding."""
+        patches = patchify(x, self.config.patch_frames)
+        ppad = patch_padding(pad, self.config.patch_frames, patches.shape[1])
+        return self.encoder.layers(self.extract(patches, ppad), ppad), ppad
+
     def forward_decoder(self, states: torch.Tensor) -> torch.Tensor:
         """Patch states (M, D) -> reconstructed patches (M, F, P)."""
         return self.decoder(states)

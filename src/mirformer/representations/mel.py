@@ -20,6 +20,7 @@ quieter than that differ more. A float64 FFT would agree to 2e-5 dB but take 1.5
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -200,13 +201,13 @@ def _log_mel_frames(y: np.ndarray, config: MelConfig) -> np.ndarray:
     return out
 
 
-def _power_to_db(db: np.ndarray, config: MelConfig) -> np.ndarray:
+def _power_to_db(db: np.ndarray, config: MelConfig, peak: float | None = None) -> np.ndarray:
     """The rest of ``librosa.power_to_db`` on ``10 log10(max(amin, S))``, in place.
 
     With ``ref="max"`` librosa subtracts ``10 log10(max(amin, max(S)))``: that is ``max(db)``, as
-    the logarithm is monotonic.
+    the logarithm is monotonic. ``peak`` is that maximum when ``db`` is a part of the signal's frames.
     """
-    peak = db.max()
+    peak = db.max() if peak is None else np.float32(peak)
     if not np.isfinite(peak):
         raise MirformerError(f"mel spectrogram has a non-finite value ({peak}): the audio is not finite or loud "
                              "beyond float32")
@@ -248,6 +249,55 @@ def log_mel(y: np.ndarray, *, config: MelConfig = THESIS) -> np.ndarray:
     with torch.inference_mode():
         db = _log_mel_frames(np.asarray(y, dtype=np.float32), config)
     return _power_to_db(db, config) if len(db) else db
+
+
+def _raw_frames_stream(blocks: Iterable[np.ndarray], config: MelConfig) -> Iterator[np.ndarray]:
+    """``10 log10(max(amin, S))`` frames of a signal given as consecutive blocks: the frames of the
+    whole signal, each computed once it has all its samples (a centred frame at either end sees
+    the same zero padding)."""
+    hop, n_fft = config.hop_length, config.n_fft
+    pad = n_fft // 2 if config.center else 0
+    buf, start, done, total = np.zeros(pad, np.float32), -pad, 0, 0  # buf[0] is sample ``start``
+    blocks = iter(blocks)
+    block = next(blocks, None)
+    while block is not None:
+        following = next(blocks, None)
+        buf = np.concatenate([buf, np.asarray(block, np.float32)])
+        total += len(block)
+        if following is None:  # the end: its zero padding, then every frame of the whole signal
+            buf = np.concatenate([buf, np.zeros(pad, np.float32)])
+            end = config.n_frames(total)
+        else:  # the frames whose last sample is in
+            end = max(0, (start + len(buf) - n_fft + pad) // hop + 1)
+        if end > done:
+            lo, hi = done * hop - pad - start, (end - 1) * hop - pad + n_fft - start
+            yield _log_mel_frames(buf[lo:hi], dataclasses.replace(config, center=False))
+            cut = end * hop - pad - start
+            buf, start, done = buf[cut:], start + cut, end
+        block = following
+
+
+def log_mel_stream(blocks: Callable[[], Iterable[np.ndarray]], *, config: MelConfig = THESIS) -> Iterator[np.ndarray]:
+    """Log-mel of a long signal in bounded memory: ``log_mel`` of the whole, block by block.
+
+    Parameters
+    ----------
+    blocks : callable
+        Returns an iterator over the signal's consecutive blocks (mono float32 at
+        ``config.sample_rate``, any lengths). Called twice when ``ref="max"`` or ``top_db`` needs
+        the whole signal's peak before the first frame can be given.
+    config : MelConfig
+
+    Yields
+    ------
+    frames : np.ndarray [shape=(frames, n_mels), float32]
+        Consecutive frames in dB; together, ``log_mel`` of the concatenated blocks.
+    """
+    peak = None
+    if config.ref == "max" or config.top_db is not None:
+        peak = max((float(f.max()) for f in _raw_frames_stream(blocks(), config) if len(f)), default=0.0)
+    for frames in _raw_frames_stream(blocks(), config):
+        yield _power_to_db(frames, config, peak)
 
 
 @register_representation
@@ -299,6 +349,11 @@ class LogMel(Representation):
 
     def n_frames(self, n_samples: int) -> int:
         return self.config.n_frames(n_samples)
+
+    def times(self, n_frames: int) -> np.ndarray:
+        """Centre of each frame's window in seconds [shape=(n_frames,)]."""
+        offset = 0 if self.config.center else self.config.n_fft / 2
+        return (np.arange(n_frames) * self.config.hop_length + offset) / self.sample_rate
 
     def __repr__(self) -> str:
         return f"LogMel({self.config})"

@@ -104,6 +104,10 @@ class VQTokens(Representation):
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.hop_length
 
+    def times(self, n_frames: int) -> np.ndarray:
+        """Centre of each token's hop in seconds [shape=(n_frames,)]."""
+        return (np.arange(n_frames) + 0.5) * self.hop_length / self.sample_rate
+
     def codebook(self) -> torch.Tensor:
         """The level's (vocab, emb_width) codebook vectors."""
         return self.model.codebook(self.level).detach().cpu().float()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import torch
 
 from mirformer.representations.vqvae.model import VQVAE
 
 
-@torch.inference_mode()
 def encode_chunked(model: VQVAE, y: np.ndarray | torch.Tensor, *, level: int, chunk_seconds: float = 20.0) -> np.ndarray:
     """Tokens of a long mono signal, chunk by chunk, equal to a one-shot ``model.encode``.
 
@@ -35,20 +36,40 @@ def encode_chunked(model: VQVAE, y: np.ndarray | torch.Tensor, *, level: int, ch
     -------
     tokens : np.ndarray [shape=(n // hop_lengths[level],), dtype=int64]
     """
-    assert chunk_seconds > 0, f"chunk_seconds must be > 0, got {chunk_seconds}"
     y = torch.as_tensor(y)
     assert y.ndim == 1, f"expected mono audio (n,), got shape {tuple(y.shape)}"
+    parts = list(encode_stream(model, [y], level=level, chunk_seconds=chunk_seconds))
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+
+@torch.inference_mode()
+def encode_stream(model: VQVAE, blocks: Iterable[np.ndarray | torch.Tensor], *, level: int,
+                  chunk_seconds: float = 20.0) -> Iterator[np.ndarray]:
+    """``encode_chunked`` of a signal given as consecutive blocks (any lengths), chunk by chunk as
+    soon as a chunk's context has arrived: the tokens of the whole signal, in bounded memory."""
+    assert chunk_seconds > 0, f"chunk_seconds must be > 0, got {chunk_seconds}"
     device = model.codebook(level).device  # also checks the level
     hop = model.config.hop_lengths[level]
-    n = y.shape[0]
-    n_tokens = n // hop
     context = -(-model.receptive_field(level) // hop)  # in tokens
     chunk = max(1, round(chunk_seconds * model.config.sample_rate / hop))
-    tokens = np.empty(n_tokens, dtype=np.int64)
-    for a in range(0, n_tokens, chunk):
-        b = min(a + chunk, n_tokens)
-        lo = max(0, a - context)
-        x = y[lo * hop : min(n, (b + context) * hop)].to(device, torch.float32).view(1, -1, 1)
-        z = model.encode(x, start_level=level, end_level=level + 1)[0][0]
-        tokens[a:b] = z[a - lo : b - lo].cpu().numpy()
-    return tokens
+    buf, start, done, total = torch.zeros(0), 0, 0, 0  # buf[0] is sample ``start``; tokens < done given
+    blocks = iter(blocks)
+    block = next(blocks, None)
+    while block is not None:
+        following = next(blocks, None)
+        block = torch.as_tensor(block, dtype=torch.float32)
+        buf, total = torch.cat([buf, block]), total + len(block)
+        last = following is None
+        n_tokens = total // hop
+        while done < n_tokens:
+            b = min(done + chunk, n_tokens)
+            if not last and (b + context) * hop > total:  # its right context has not arrived yet
+                break
+            lo = max(0, done - context)
+            x = buf[lo * hop - start : min(total, (b + context) * hop) - start].to(device).view(1, -1, 1)
+            z = model.encode(x, start_level=level, end_level=level + 1)[0][0]
+            yield z[done - lo : b - lo].cpu().numpy()
+            done = b
+            cut = max(0, done - context) * hop - start  # keep the next chunk's left context
+            buf, start = buf[cut:], start + cut
+        block = following
