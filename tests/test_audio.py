@@ -42,9 +42,23 @@ def test_bad_files_raise_one_error_type_naming_file_and_cause(tmp_path, write_to
     assert isinstance(info.value, MirformerError)
 
 
-def test_truncated_mp3_is_reported_not_crashed(tmp_path, write_tone):
-    path = write_tone(tmp_path / "a.mp3", seconds=2.0, fmt="MP3")
-    data = path.read_bytes()
-    path.write_bytes(data[:300])  # a header and a sliver of a frame, as FMA's broken files
-    with pytest.raises(AudioError):
-        load_audio(path, sr=22050, min_seconds=1.0)
+@pytest.mark.parametrize("case,cause", [
+    ("empty", "empty file (0 bytes)"),
+    ("tag only", "an ID3 tag only (30 bytes), no audio frame (libsndfile: "),
+    ("no frame", "no MPEG audio frame in its 4000 bytes after any tag (libsndfile: "),
+    ("sliver", "MPEG audio frames found but not decodable (corrupt or cut short) (libsndfile: "),
+    ("truncated", "truncated: decodes 0."),
+])
+def test_undecodable_mp3_says_what_was_found(tmp_path, write_tone, case, cause):
+    """libsndfile says "File does not exist or is not a regular file" of any MP3 without a frame;
+    the error says what the file holds and keeps that text as a detail."""
+    data = write_tone(tmp_path / "tone.mp3", seconds=6.0, fmt="MP3").read_bytes()
+    path = tmp_path / "a.mp3"
+    path.write_bytes({"empty": b"", "tag only": b"ID3\x04\x00\x00\x00\x00\x00\x14" + bytes(20),
+                      "no frame": b"\x00" * 4000, "sliver": data[:300],  # a header and a sliver of a frame
+                      "truncated": data[: len(data) // 6]}[case])
+    with pytest.raises(AudioError) as info:
+        load_audio(path, sr=22050)
+    assert info.value.cause.startswith(cause) and str(path) in str(info.value)
+    if case == "truncated":
+        assert info.value.cause.endswith("of the 6.00 s its header declares")

@@ -26,6 +26,7 @@ TINY_RUN = [
              "l_bins: 32}, epochs: 1, crop_seconds: 0.5, crops_per_track: 1, batch_size: 4, bandwidth_seconds: 5}",
     # The thesis' six setups and the baseline (the quickstart preset also runs Patchifier).
     "--set", "setups=[" + ", ".join(SETUPS) + "]",
+    "--set", "evidence={n_resamples: 200, n_permutations: 200}",  # the report's intervals, quickly
 ]
 
 
@@ -60,6 +61,21 @@ def test_compare_end_to_end_then_reuse(tmp_path, capsys):
                  "spectroformer-scratch/predictions.csv"):
         assert (out / name).exists(), name
     assert tokenizer["epochs"] == 1 and tokenizer["val_loss"] > 0
+    # Every setup, the baseline included, saved its clip outputs; the metrics, intervals and
+    # paired tests are recomputed from the run folder alone.
+    from mirformer.experiments.evidence import evidence_of_run, load_outputs, macro_f1
+
+    for setup in results["setups"].values():
+        ids, y, outputs = load_outputs(out / setup["outputs"])
+        assert len(ids) == results["counts"]["test"]
+        assert macro_f1(y, outputs) == pytest.approx(setup["splits"]["test"]["macro_f1"], abs=1e-6)
+    evidence = results["evidence"]
+    assert set(evidence["intervals"]) == set(SETUPS) and evidence["n_resamples"] == 200
+    assert {t["question"] for t in evidence["paired"]} == {
+        "against the MFCC baseline", "does pretraining help?", "does the log-mel model beat the token models?",
+        "is the best setup ahead of the others?"}
+    assert evidence_of_run(results, out, n_resamples=200, n_permutations=200) == evidence
+    assert "## How sure: intervals and paired tests" in report and (out / "forest.png").exists()
     # A second run reuses every finished stage and gives the same table.
     before = (out / "spectroformer-scratch" / "result.json").stat().st_mtime_ns
     assert main(["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(out), "--quiet"]) == 0
@@ -109,7 +125,9 @@ def _random_vqvae(path):
 def test_extract_tokens_and_codebooks_cli(tmp_path, write_tone, capsys):
     ckpt = _random_vqvae(tmp_path / "vq.pth.tar")
     a = write_tone(tmp_path / "a.flac", seconds=1.0, sr=44100, channels=2)  # resampled to 8 kHz, downmixed
-    assert main(["extract", "tokens", str(a), "--vqvae", str(ckpt), "--level", "1", "--out", str(tmp_path / "t")]) == 0
+    # Without --level, the top level (1 here: hop 8).
+    assert main(["extract", "tokens", str(a), "--vqvae", str(ckpt), "--out", str(tmp_path / "t")]) == 0
+    assert "(level 1, hop 8 at 8000 Hz)" in capsys.readouterr().out
     tokens = np.load(tmp_path / "t" / "a.npy")
     assert tokens.shape == (8000 // 8,) and tokens.dtype == np.int16 and 0 <= tokens.min() and tokens.max() < 32
     assert main(["extract", "codebooks", str(a), "--vqvae", str(ckpt), "--level", "0", "--out",
@@ -120,7 +138,7 @@ def test_extract_tokens_and_codebooks_cli(tmp_path, write_tone, capsys):
 def test_probe_invariance_cli(tmp_path, write_tone, capsys):
     ckpt = _random_vqvae(tmp_path / "vq.pth.tar")
     a = write_tone(tmp_path / "a.wav", seconds=1.0, sr=8000, freq=330)
-    assert main(["probe-invariance", str(a), "--vqvae", str(ckpt), "--level", "1", "--out", str(tmp_path / "p"),
+    assert main(["probe-invariance", str(a), "--vqvae", str(ckpt), "--out", str(tmp_path / "p"),
                  "--n-fft", "512", "--hop", "128", "--n-mels", "32"]) == 0
     for name in ("invariance.csv", "invariance.md", "invariance.png"):
         assert (tmp_path / "p" / name).exists()
@@ -140,8 +158,8 @@ def test_train_vqvae_cli_then_extract_tokens(tmp_path, write_tone):
     history = json.loads((out / "history.json").read_text())
     assert len(history["history"]) == 2 and history["bandwidth"]["l2"] > 0
     a = write_tone(tmp_path / "a.wav", seconds=1.0, sr=16000)
-    assert main(["extract", "tokens", str(a), "--vqvae", str(out / "vqvae.pth.tar"), "--level", "0",
-                 "--out", str(tmp_path / "t")]) == 0
+    # A one-level VQ-VAE: the default level is its only one.
+    assert main(["extract", "tokens", str(a), "--vqvae", str(out / "vqvae.pth.tar"), "--out", str(tmp_path / "t")]) == 0
     assert np.load(tmp_path / "t" / "a.npy").shape == (16000 // 128,)
 
 

@@ -15,6 +15,7 @@ def test_validate_command_reports_fma_bad_files(root, capsys):  # noqa: F811
     assert f"  133297: empty file (0 bytes) ({NO_AUDIO})" in out
     assert "  000140: file not found" in out and f"({TRIMMED})" in out
     assert "Hip-Hop" in out and "validation" in out
+    assert "4 good file(s) worth a look" in out and "  003573: 2.0 s, far shorter than fma's 30 s clips" in out
 
 
 def test_validate_unknown_option_is_an_error(root, capsys):  # noqa: F811
@@ -30,7 +31,7 @@ def test_compare_preset_needs_a_data_root(capsys):
 def _validate_bad(root, capsys, *extra) -> dict[str, str]:  # noqa: F811
     """``mirformer validate``'s bad files, parsed from its output: {id: reason}."""
     main(["validate", "fma", str(root), "--sr", "16000", "--option", "subset=medium", *extra])
-    lines = capsys.readouterr().out.split("good files per")[0].splitlines()
+    lines = capsys.readouterr().out.split("good files per")[0].split("worth a look")[0].splitlines()
     return dict(line.strip().split(": ", 1) for line in lines if line.startswith("  "))
 
 
@@ -53,7 +54,7 @@ def test_validate_and_compare_apply_one_rule_for_bad_files(root, tmp_path, capsy
     assert results["skipped"]["133297"] == f"empty file (0 bytes) ({NO_AUDIO})"
     assert results["counts"] == {"train": 1, "validation": 1, "test": 2}
     report = (tmp_path / "default" / "report.md").read_text()
-    assert "## Skipped files (4)" in report and "`099134`: cannot decode" in report
+    assert "## Skipped files (4)" in report and "`099134`: MPEG audio frames found but not decodable" in report
 
     # A user who keeps short clips keeps them in both.
     bad = _validate_bad(root, capsys, "--min-seconds", "0.25")
@@ -61,3 +62,8 @@ def test_validate_and_compare_apply_one_rule_for_bad_files(root, tmp_path, capsy
     assert main([*args, "--set", "data.min_seconds=0.25", "--out", str(tmp_path / "short")]) == 0
     results = json.loads((tmp_path / "short" / "results.json").read_text())
     assert results["skipped"] == bad and results["counts"] == {"train": 2, "validation": 1, "test": 2}
+    # The known-trimmed 0.5 s file now trains, and the report says so with the maintainers' note.
+    assert results["flagged"]["001486"] == f"0.5 s, far shorter than fma's 30 s clips; {TRIMMED}"
+    report = (tmp_path / "short" / "report.md").read_text()
+    assert "## Files that trained but are worth a look (5)" in report
+    assert f"- `001486`: 0.5 s, far shorter than fma's 30 s clips; {TRIMMED}" in report

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from mirformer.config import parse_overrides
 from mirformer.experiments.compare import Comparison
 from mirformer.experiments.config import resolve
+from mirformer.experiments.evidence import load_outputs
 from mirformer.representations.store import FeatureStore
 from mirformer.tasks import Regression, regression_metrics
 from mirformer.training.evaluate import predict_clips
@@ -97,9 +98,10 @@ def test_predictions_csv_lines_up_clip_averages_with_track_ids(tmp_path):
     cmp = Comparison(cfg, tmp_path / "run", progress=False)
     cmp.prepare_data()
     mel = cmp.inputs["mel"]
-    result = cmp.evaluate(FirstFrame(2), tmp_path / "stage", "spectroformer")
+    stage = tmp_path / "run" / "stage"
+    result = cmp.evaluate(FirstFrame(2), stage, "spectroformer")
 
-    with open(tmp_path / "stage" / "predictions.csv", newline="") as f:
+    with open(stage / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     for split in ("train", "validation", "test"):
         tracks = cmp.tracks[split]
@@ -109,6 +111,10 @@ def test_predictions_csv_lines_up_clip_averages_with_track_ids(tmp_path):
         written = torch.tensor([[float(v) for v in r["predicted"].split(";")] for r in rows if r["split"] == split])
         torch.testing.assert_close(written, expected, atol=6e-5, rtol=0)  # 4 decimals in the CSV
         assert [r["target"] for r in rows if r["split"] == split] == [cmp.task.describe(t) for t in tracks]
+        saved_ids, saved_targets, saved = load_outputs(tmp_path / "run" / result["outputs"], split)
+        assert saved_ids.tolist() == ids  # the clip outputs the report's intervals are computed from
+        torch.testing.assert_close(torch.from_numpy(saved), expected, atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(saved_targets, cmp.task.targets(tracks).numpy())
         metrics = regression_metrics(expected, cmp.task.targets(tracks), names=cmp.task.names)
         assert abs(result["splits"][split]["r2"] - metrics["r2"]) < 1e-5
     counts = {len(window_starts(mel.store.entry(t.id).n_frames, mel.length)) for t in cmp.tracks["test"]}

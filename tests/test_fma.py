@@ -129,9 +129,15 @@ def test_validate_reports_bad_files_without_raising(root):
     assert set(report.bad) == {"000140", "001486", "099134", "133297"}
     assert report.bad["000140"] == "file not found"
     assert report.bad["133297"] == f"empty file (0 bytes) ({NO_AUDIO})"
-    assert report.bad["099134"].startswith("cannot decode") and report.bad["099134"].endswith(f"({NO_AUDIO})")
+    assert report.bad["099134"].startswith("MPEG audio frames found but not decodable") and report.bad["099134"].endswith(f"({NO_AUDIO})")
     assert report.bad["001486"].startswith("too short") and report.bad["001486"].endswith(f"({TRIMMED})")
     assert report.counts == {"train": {"Hip-Hop": 1}, "validation": {"Hip-Hop": 1}, "test": {"Folk": 1, "Pop": 1}}
+    # Good files far shorter than FMA's 30 s clips are flagged; so is a known-trimmed id that passes.
+    short = "2.0 s, far shorter than fma's 30 s clips"
+    assert report.flagged == {"000002": short, "000005": short, "000010": short, "003573": short}
+    kept = FMA(root).validate(sr=16000, min_seconds=0.25, progress=False)
+    assert "001486" not in kept.bad and kept.flagged["001486"] == f"0.5 s, far shorter than fma's 30 s clips; {TRIMMED}"
+    assert FMA(root, subset="full").flag("000002", 2.0) is None  # fma_full holds whole tracks
 
 
 def test_known_bad_uses_padded_ids():

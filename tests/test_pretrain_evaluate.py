@@ -91,6 +91,27 @@ def test_encoder_checkpoint_carries_settings_and_scaling(tmp_path):
         read_encoder(tmp_path / "old.pt")
 
 
+def test_downstream_data_is_read_with_the_encoders_settings_and_scaling(tmp_path):
+    """An encoder pretrained on tones at 22.05 kHz with 16 bands reads the 16 kHz, 32-band
+    downstream corpus resampled to its own settings and scaled by its own statistics."""
+    tones = _tones(tmp_path / "tones")
+    pre = _cfg("setups=[spectroformer-pretrained-finetuned]", f"pretrain.data={{name: audio, root: {tones}}}",
+               "mel={sample_rate: 22050, n_fft: 512, hop_length: 256, n_mels: 16, ref: max}", "trainer.progress=false")
+    path = run_pretrain(pre, run_dir=tmp_path / "run", progress=False)["spectroformer"]
+    encoder = read_encoder(path)
+    from mirformer.experiments.compare import Comparison
+
+    cmp = Comparison(_cfg("trainer.progress=false"), tmp_path / "eval", progress=False)
+    cmp.prepare_data(kinds=[], encoders=[path])
+    inp = cmp.input_of("spectroformer", path)
+    assert inp.rep.config == encoder.representation.config and inp.rep.config.n_mels == 16
+    assert inp.store.get(cmp.tracks["train"][0].id).shape[1] == 16
+    np.testing.assert_array_equal(inp.mean, encoder.mean)
+    np.testing.assert_array_equal(inp.std, encoder.std)
+    own_mean, _ = inp.store.normalisation([t.id for t in cmp.tracks["train"]])
+    assert not np.allclose(own_mean, encoder.mean, atol=0.5)  # the downstream data's own would differ
+
+
 @pytest.mark.slow
 def test_evaluate_gives_the_numbers_of_the_compare_stage_and_one_table(tmp_path, capsys):
     run = tmp_path / "run"

@@ -115,7 +115,7 @@ def test_baseline_selects_its_strength_on_validation(task, seed):
     on_test = [score(m, "test") for m in fits]
     assert int(np.argmax(on_val)) != int(np.argmax(on_test))  # the two splits disagree
 
-    selected, splits = fit_linear(data, classes=classes, task=task, seed=0)
+    selected, splits, _ = fit_linear(data, classes=classes, task=task, seed=0)
     best = int(np.argmax(on_val))
     assert selected == {key: grid[best]}
     metric = "macro_f1" if task == "classification" else "r2"

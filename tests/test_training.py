@@ -1,5 +1,6 @@
 """Tiny overfits: the Lightning modules drive their loss down on every task; a finished stage extends to more epochs."""
 
+from dataclasses import replace
 
 import pytest
 import torch
@@ -35,17 +36,22 @@ class Toy(Dataset):
         return {"x": self.x[i], "pad": torch.zeros(len(self.x[i]), dtype=torch.bool), "y": int(self.y[i]), "track": i}
 
 
-def test_pretraining_loss_falls(tmp_path):
+def test_pretraining_loss_falls(tmp_path, recwarn, capsys):
     torch.manual_seed(0)
     data = Toy()
     module = PretrainModule(Former(kind="spectroformer", encoder=ENC, input_dim=8),
                             objective=SpectroObjective(SpectroMaskConfig(block_frames=2)), optim=OptimConfig(lr=3e-3))
     history, best = fit_stage(module, DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=8),
-                              stage_dir=tmp_path, epochs=12, monitor="val/loss", mode="min", trainer_cfg=TRAINER,
-                              seed=0)
+                              stage_dir=tmp_path, epochs=12, monitor="val/loss", mode="min",
+                              trainer_cfg=replace(TRAINER, progress=True, log_every_n_steps=50), seed=0)
     losses = [r["train_loss"] for r in history]
     assert len(history) == 12 and losses[-1] < 0.6 * losses[0], losses
     assert best.exists()
+    # Lightning's advice on loader workers and the logging interval is silenced; one line ends the stage.
+    assert not [w for w in recwarn if "many workers" in str(w.message) or "logging interval" in str(w.message)]
+    best_epoch = min(history, key=lambda r: r["val_loss"])
+    assert (f"[mirformer] {tmp_path.name}: best val_loss {best_epoch['val_loss']:.4f} at epoch "
+            f"{best_epoch['epoch'] + 1} of 12 in ") in capsys.readouterr().out
 
 
 def test_classifier_overfits_and_a_finished_stage_extends(tmp_path):

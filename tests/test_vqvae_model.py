@@ -201,6 +201,20 @@ def test_chunked_encode_equals_one_shot(tiny, monkeypatch):
     assert encode_chunked(tiny, y[:100], level=2).shape == (0,)
 
 
+def test_streamed_blocks_encode_as_one_shot(tiny):
+    """Audio arriving in blocks of any lengths (``encode_stream``, as ``mirformer embed`` reads a file)."""
+    from mirformer.representations.vqvae.chunked import encode_stream
+
+    torch.manual_seed(3)
+    y = (torch.rand(4 * 22050 + 123) * 2 - 1).numpy()
+    cuts = [0, 5000, 5001, 21000, 52000, len(y)]  # blocks shorter and longer than a chunk, one of 1 sample
+    blocks = [y[a:b] for a, b in zip(cuts, cuts[1:])]
+    for level in range(len(TINY.hop_lengths)):
+        expected = tiny.encode(torch.from_numpy(y).view(1, -1, 1), start_level=level, end_level=level + 1)[0][0]
+        got = np.concatenate(list(encode_stream(tiny, blocks, level=level, chunk_seconds=0.3)))
+        np.testing.assert_array_equal(got, expected.numpy())
+
+
 def test_chunked_encode_equals_one_shot_jukebox():
     torch.manual_seed(2)
     model = random_codebooks(VQVAE(), levels=(1, 2))

@@ -19,12 +19,57 @@ SILENCE_PEAK = 1e-6
 # The shortest file that trains and that ``mirformer validate`` passes, unless the user sets
 # another (``data.min_seconds``, ``--min-seconds``): one rule for both, applied by ``too_short``.
 MIN_SECONDS = 1.0
+# A decode that falls this far short of the frames the header declares is a truncated file, not
+# the small overshoot of an MP3 length estimate.
+TRUNCATED_SHARE, TRUNCATED_SECONDS = 0.95, 0.5
+DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
 
 
 def too_short(seconds: float, min_seconds: float) -> str | None:
     """The reason a file of ``seconds`` is unusable under a ``min_seconds`` rule, or None."""
     if seconds < min_seconds:
         return f"too short: {seconds:.2f} s < required {min_seconds:.2f} s"
+    return None
+
+
+def undecodable(path: Path, exc: Exception) -> str:
+    """Why ``path`` does not open: what its bytes hold, with the decoder's own text as a detail.
+
+    libsndfile says "File does not exist or is not a regular file" for any MP3 in which it finds
+    no audio frame, so the bytes are looked at: an ID3 tag and nothing after it, no MPEG frame
+    sync at all, or an unknown format.
+    """
+    data = path.read_bytes()
+    detail = f"(libsndfile: {exc})"
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:  # ID3v2: a 10-byte header, then a syncsafe size
+        start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+        if len(data) <= start + 4:
+            return f"an ID3 tag only ({len(data)} bytes), no audio frame {detail}"
+    if path.suffix.lower() == ".mp3" or start:
+        if not _has_mpeg_frame(data[start:]):
+            return f"no MPEG audio frame in its {len(data) - start} bytes after any tag {detail}"
+        return f"MPEG audio frames found but not decodable (corrupt or cut short) {detail}"
+    return f"cannot decode: not a format libsndfile reads, or corrupt {detail}"
+
+
+def _has_mpeg_frame(data: bytes) -> bool:
+    """Whether ``data`` holds an MPEG audio frame header: an 11-bit sync, a valid version, layer,
+    bitrate and sample-rate index."""
+    i = data.find(b"\xff")
+    while 0 <= i < len(data) - 3:
+        b1, b2 = data[i + 1], data[i + 2]
+        if b1 & 0xE0 == 0xE0 and b1 & 0x18 != 0x08 and b1 & 0x06 and b2 >> 4 not in (0, 15) and b2 & 0x0C != 0x0C:
+            return True
+        i = data.find(b"\xff", i + 1)
+    return False
+
+
+def truncated(read: int, declared: int, sr: int) -> str | None:
+    """The reason a file that decodes ``read`` of the ``declared`` frames its header gives is cut
+    short, or None."""
+    if declared > 0 and read < TRUNCATED_SHARE * declared and declared - read > TRUNCATED_SECONDS * sr:
+        return f"truncated: decodes {read / sr:.2f} s of the {declared / sr:.2f} s its header declares"
     return None
 
 
@@ -65,13 +110,18 @@ def load_audio(
         raise AudioError(path, "empty file (0 bytes)")
     try:
         with sf.SoundFile(path) as f:
-            native_sr = f.samplerate
+            native_sr, declared = f.samplerate, f.frames
             frames = -1 if max_seconds is None else int(round(max_seconds * native_sr))
             y = f.read(frames=frames, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+    except sf.LibsndfileError as exc:
+        raise AudioError(path, undecodable(path, exc)) from None
+    except DECODE_ERRORS as exc:
         raise AudioError(path, f"cannot decode: {exc}") from None
     if y.shape[0] == 0:
         raise AudioError(path, "no audio frames decoded")
+    cut = truncated(y.shape[0], declared if frames < 0 else min(declared, frames), native_sr)
+    if cut:
+        raise AudioError(path, cut)
     y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
     if not np.all(np.isfinite(y)):
         raise AudioError(path, "decoded samples contain NaN or Inf")

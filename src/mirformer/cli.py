@@ -16,6 +16,13 @@ from mirformer.errors import MirformerError
 STRATEGY_CHOICES = ("full", "linear-probe", "mlp-probe", "frozen-frontend", "frozen-encoder")
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(k) for k in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
 def _trainer_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Lightning trainer (passed through)")
     g.add_argument("--accelerator", help="cpu, gpu, auto, ...")
@@ -51,13 +58,18 @@ def cmd_compare(args) -> int:
     if args.print_config:
         print(json.dumps(asdict(cfg), indent=2))
         return 0
-    results = run_compare(cfg, args.out, progress=not args.quiet)
+    if args.seeds:
+        from mirformer.experiments.seeds import run_seeds
+
+        results = run_seeds(cfg, args.seeds, args.out, progress=not args.quiet)
+    else:
+        results = run_compare(cfg, args.out, progress=not args.quiet)
     if not results:  # a DDP worker: rank 0 reports
         return 0
     print()
     print(results["table"])
     print(f"\nrun folder: {results['run_dir']}")
-    if results["skipped"]:
+    if results.get("skipped"):
         print(f"skipped {len(results['skipped'])} file(s): see report.md")
     return 0
 
@@ -215,7 +227,7 @@ def cmd_extract_vq(args) -> int:
     out = extract_to_npy(args.audio, args.out, representation=rep)
     what = "int16 token ids" if cls is VQTokens else f"(frames, {rep.dim}) codebook vectors"
     print(f"wrote {len(out['written'])} file(s) of {what} to {args.out} "
-          f"(level {args.level}, hop {rep.hop_length} at {rep.sample_rate} Hz)")
+          f"(level {rep.level}, hop {rep.hop_length} at {rep.sample_rate} Hz)")
     for path, reason in out["skipped"].items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 1 if out["skipped"] and not out["written"] else 0
@@ -252,6 +264,11 @@ def cmd_validate(args) -> int:
     print(f"{ds.name} at {ds.root} ({ds.task}): {report.n_tracks} files, {len(report.bad)} bad")
     for tid, reason in sorted(report.bad.items()):
         print(f"  {tid}: {reason}")
+    if report.flagged:
+        print(f"{len(report.flagged)} good file(s) worth a look (they train unless --min-seconds, in compare "
+              "data.min_seconds, excludes them):")
+        for tid, note in sorted(report.flagged.items()):
+            print(f"  {tid}: {note}")
     table = pd.DataFrame(report.counts).fillna(0).astype(int)
     table = table[[s for s in ("train", "validation", "test") if s in table.columns]]
     if len(table):
@@ -273,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. finetune.epochs=5")
     c.add_argument("--out", help="run folder (default: $MIRFORMER_HOME/runs/<preset>-<config hash>)")
+    c.add_argument("--seeds", type=_seeds, metavar="K,K,...",
+                   help="run once per seed (each resumable in <out>/seed-K/, features shared) and report the "
+                        "mean and std across seeds; overrides the config's seed")
     c.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     c.add_argument("--quiet", action="store_true", help="no progress output")
     _trainer_args(c)
@@ -361,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         t = esub.add_parser(kind, help=text)
         t.add_argument("audio", nargs="+", help="audio files (decoded, downmixed, resampled to the VQ-VAE's rate)")
         t.add_argument("--vqvae", required=True, help="VQ-VAE checkpoint (OpenAI's vqvae.pth.tar or mirformer's)")
-        t.add_argument("--level", type=int, default=2, help="level to encode (Jukebox: 2 = top, hop 128)")
+        t.add_argument("--level", type=int, help="level to encode (default: the top one; Jukebox: 2, hop 128)")
         t.add_argument("--out", required=True, help="output folder")
         t.add_argument("--trust-checkpoint", action="store_true",
                        help="load a checkpoint that needs full unpickling (only for files you trust)")
@@ -383,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probe-invariance", help="how tokens and log-mel change under inaudible transformations")
     pr.add_argument("audio", nargs="+")
     pr.add_argument("--vqvae", required=True, help="VQ-VAE checkpoint")
-    pr.add_argument("--level", type=int, default=2)
+    pr.add_argument("--level", type=int, help="level to probe (default: the top one)")
     pr.add_argument("--out", required=True, help="folder for invariance.csv, .md and .png")
     pr.add_argument("--max-seconds", type=float, default=30.0, help="audio read per file (s)")
     pr.add_argument("--n-fft", type=int, default=2048)

@@ -23,7 +23,7 @@ import soxr
 import torch
 
 from mirformer.atomic import atomic_path
-from mirformer.audio import SILENCE_PEAK
+from mirformer.audio import DECODE_ERRORS, SILENCE_PEAK, truncated, undecodable
 from mirformer.encoder_file import EncoderFile
 from mirformer.errors import AudioError, ConfigError
 from mirformer.representations.mel import LogMel, log_mel_stream
@@ -44,23 +44,29 @@ def audio_blocks(path: str | Path, *, sr: int, block_seconds: float = 30.0) -> C
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     try:
-        native = sf.info(path).samplerate
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        info = sf.info(path)
+    except sf.LibsndfileError as exc:
+        raise AudioError(path, undecodable(path, exc)) from None
+    except DECODE_ERRORS as exc:
         raise AudioError(path, f"cannot decode: {exc}") from None
+    native = info.samplerate
 
     def blocks() -> Iterator[np.ndarray]:
         resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
-        peak = 0.0
+        peak, read = 0.0, 0
         try:
             with sf.SoundFile(path) as f:
                 for block in f.blocks(blocksize=max(1, int(block_seconds * native)), dtype="float32", always_2d=True):
                     y = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-                    peak = max(peak, float(np.abs(y).max(initial=0.0)))
+                    peak, read = max(peak, float(np.abs(y).max(initial=0.0))), read + len(y)
                     yield resampler.resample_chunk(y) if resampler else y
                 if resampler:
                     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        except DECODE_ERRORS as exc:
             raise AudioError(path, f"cannot decode: {exc}") from None
+        cut = truncated(read, info.frames, native)
+        if cut:
+            raise AudioError(path, cut)
         if peak < SILENCE_PEAK:
             raise AudioError(path, "silent (peak below -120 dBFS) or no audio frames")
 
@@ -271,7 +277,7 @@ class _RowWriter:
             np.lib.format.write_array_header_2_0(f, {"descr": "<f4", "fortran_order": False,
                                                      "shape": (self.n, *self.row)})
             with open(self.raw_path, "rb") as raw:
-                while chunk := raw.read(1 << 24):
+                while chunk := raw.read(1 << 20):  # 1 MB at a time: memory must not follow the output
                     f.write(chunk)
 
     def __enter__(self):

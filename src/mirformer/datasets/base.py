@@ -52,19 +52,25 @@ class ValidationReport:
     n_tracks: int
     bad: dict[str, str]  # track id -> reason
     counts: dict[str, dict[str, int]]
+    # Usable files worth a look (far shorter than the dataset's clips, or on the maintainers'
+    # list): track id -> note. They count as good and train unless ``min_seconds`` excludes them.
+    flagged: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.bad
 
 
-def _check_file(path: Path, sr: int, min_seconds: float) -> str | None:
-    """The reason ``path`` is unusable, or None (runs in worker processes)."""
+# A usable file shorter than this share of its dataset's nominal clip length is flagged.
+SHORT_SHARE = 0.5
+
+
+def _check_file(path: Path, sr: int, min_seconds: float) -> tuple[str | None, float]:
+    """(the reason ``path`` is unusable or None, its decoded seconds) (runs in worker processes)."""
     try:
-        load_audio(path, sr=sr, min_seconds=min_seconds)
+        return None, len(load_audio(path, sr=sr, min_seconds=min_seconds)) / sr
     except AudioError as exc:
-        return exc.cause
-    return None
+        return exc.cause, 0.0
 
 
 class Dataset(ABC):
@@ -73,12 +79,14 @@ class Dataset(ABC):
     Subclasses set ``name`` and ``task`` and implement ``tracks``; ``prepare`` builds data that
     can be built locally (the rendered corpus), and is a no-op for user-supplied datasets.
     ``known_bad`` maps track ids the dataset's maintainers list as broken to that note, which
-    ``validate`` adds to the decoder's reason.
+    ``validate`` adds to the decoder's reason. ``nominal_seconds`` is the clip length the dataset
+    is distributed with; ``flag`` names usable files far shorter than it.
     """
 
     name: ClassVar[str]
     task: str = "classification"
     known_bad: ClassVar[dict[str, str]] = {}
+    nominal_seconds: ClassVar[float | None] = None
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()
@@ -113,6 +121,16 @@ class Dataset(ABC):
         note = self.known_bad.get(track_id)
         return f"{reason} ({note})" if note else reason
 
+    def flag(self, track_id: str, seconds: float) -> str | None:
+        """A note on a usable file of ``seconds`` worth a look, or None: far shorter than the
+        dataset's clips (below ``SHORT_SHARE`` of ``nominal_seconds``), or a ``known_bad`` id."""
+        notes = []
+        if self.nominal_seconds and seconds < SHORT_SHARE * self.nominal_seconds:
+            notes.append(f"{seconds:.1f} s, far shorter than {self.name}'s {self.nominal_seconds:g} s clips")
+        if track_id in self.known_bad:
+            notes.append(self.known_bad[track_id])
+        return "; ".join(notes) or None
+
     def validate(self, *, sr: int = 22050, min_seconds: float = MIN_SECONDS, workers: int = 1,
                  progress: bool = True) -> ValidationReport:
         """Decode every file; report missing, undecodable, silent and too-short ones by id.
@@ -120,18 +138,23 @@ class Dataset(ABC):
         The rule is the one training applies (``mirformer.audio.load_audio`` and ``too_short``
         with ``data.min_seconds``), so the files reported here are the files a comparison skips.
         Never raises for a bad file: each one is listed with its reason (plus the maintainers'
-        note for a ``known_bad`` id). ``workers`` decoding processes (joblib: -1 = all cores).
+        note for a ``known_bad`` id). Good files that ``flag`` notes are listed in ``flagged``.
+        ``workers`` decoding processes (joblib: -1 = all cores).
         """
         tracks = self.tracks()
         jobs = (delayed(_check_file)(t.path, sr, min_seconds) for t in tracks)
         reasons = Parallel(n_jobs=workers, return_as="generator")(jobs)
         bad: dict[str, str] = {}
+        flagged: dict[str, str] = {}
         counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
         bar = tqdm(reasons, total=len(tracks), desc=f"validate {self.name}", unit="file", disable=not progress)
-        for t, reason in zip(tracks, bar):
+        for t, (reason, seconds) in zip(tracks, bar):
             if reason is not None:
                 bad[t.id] = self.explain(t.id, reason)
                 continue
+            note = self.flag(t.id, seconds)
+            if note:
+                flagged[t.id] = note
             if self.task == "classification":
                 keys = [t.label]
             elif self.task == "tagging":
@@ -139,7 +162,7 @@ class Dataset(ABC):
             else:
                 keys = ["clips"]
             counts.setdefault(t.split, Counter()).update(keys)
-        return ValidationReport(len(tracks), bad, {s: dict(sorted(c.items())) for s, c in counts.items()})
+        return ValidationReport(len(tracks), bad, {s: dict(sorted(c.items())) for s, c in counts.items()}, flagged)
 
 
 def random_split(ids: list[str], strata: list[str] | None = None, *, seed: int = 0,

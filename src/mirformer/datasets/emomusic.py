@@ -101,6 +101,7 @@ class EmoMusic(Dataset):
     """
 
     name = "emomusic"
+    nominal_seconds = 45.0  # Emo Music's clips are 45 s
     task = "regression"
 
     def __init__(self, root: str | Path, *, annotations_dir: str | Path | None = None,

@@ -92,6 +92,7 @@ class FMA(Dataset):
     """
 
     name = "fma"
+    nominal_seconds = 30.0  # small, medium and large are 30 s clips (full: whole tracks, see __init__)
     known_bad = {**{track_id(i): _TRIMMED for i in _TRIMMED_IDS}, **{track_id(i): _NO_AUDIO for i in _NO_AUDIO_IDS}}
 
     def __init__(self, root: str | Path, *, subset: str = "medium", labels: str = "genre_top",
@@ -102,6 +103,8 @@ class FMA(Dataset):
         if labels not in LABELS:
             raise ConfigError(f"unknown FMA labels {labels!r}; known: {list(LABELS)}")
         self.subset, self.labels = subset, labels
+        if subset == "full":
+            self.nominal_seconds = None
         self.task = "classification" if labels == "genre_top" else "tagging"
         root = self.root.absolute()
         self.audio_dir = Path(audio_dir).expanduser().absolute() if audio_dir else root / f"fma_{subset}"

@@ -52,6 +52,7 @@ class GTZAN(Dataset):
     """
 
     name = "gtzan"
+    nominal_seconds = 30.0  # GTZAN's clips are 30 s
     task = "classification"
     known_bad = {"jazz.00054": "listed as corrupt in the Kaggle copy of GTZAN"}
 

@@ -51,6 +51,7 @@ class MagnaTagATune(Dataset):
     """
 
     name = "mtat"
+    nominal_seconds = 29.0  # MagnaTagATune's clips are 29.1 s
     task = "tagging"
     known_bad = {"35644": _EMPTY, "55753": _EMPTY, "57881": _EMPTY}
 

@@ -9,6 +9,7 @@ et al., 2017), restricted to mean and standard deviation over time, with deltas 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from mirformer.audio import load_audio
 from mirformer.datasets.base import SPLITS, Track
 from mirformer.errors import AudioError, ConfigError
+from mirformer.experiments.evidence import save_outputs
 
 NAME = "mfcc-linear"
 # Inverse regularisation strengths tried on the validation split, smallest first: ties go to
@@ -187,7 +189,7 @@ def _fit_scored(data: dict, classes: list[str], task: str, seed: int) -> tuple[d
         value = score(model, *data["validation"])[monitor]
         if best is None or value > best_score:  # NaN (no scorable tag) never beats the first model
             best, best_score, selected = model, value, {"C" if task == "tagging" else "alpha": float(strength)}
-    return selected, {s: score(best, *data[s]) for s in SPLITS}
+    return selected, {s: score(best, *data[s]) for s in SPLITS}, best
 
 
 def run_mfcc_baseline(
@@ -201,6 +203,7 @@ def run_mfcc_baseline(
     seed: int = 0,
     workers: int = 1,
     progress: bool = True,
+    outputs: Path | None = None,
 ) -> dict:
     """Train and score the MFCC + linear-model baseline.
 
@@ -232,6 +235,9 @@ def run_mfcc_baseline(
         Feature-extraction processes (joblib convention: -1 = all cores).
     progress : bool
         Show a progress bar over files.
+    outputs : Path or None
+        Where to save every split's per-clip outputs (``model_outputs``) with their track ids and
+        targets (``mirformer.experiments.evidence.save_outputs``).
 
     Returns
     -------
@@ -261,7 +267,10 @@ def run_mfcc_baseline(
     for s, (_, ys) in data.items():
         if len(ys) == 0:
             raise ConfigError(f"split {s!r} has no usable files ({len(skipped)} skipped)")
-    selected, splits = fit_linear(data, classes=classes, task=task, seed=seed)
+    selected, splits, model = fit_linear(data, classes=classes, task=task, seed=seed)
+    if outputs is not None:
+        save_outputs(outputs, {s: ([t.id for t in kept if t.split == s], data[s][1],
+                                   model_outputs(model, data[s][0], task=task, n_outputs=len(classes))) for s in SPLITS})
     return {"name": NAME, "model": NAME, "pretrained": False, "task": task, "history": [], "skipped": skipped,
             "selected": selected, "splits": splits}
 
@@ -290,6 +299,8 @@ def fit_linear(data: dict, *, classes: list[str], task: str, seed: int = 0) -> t
         ``{"C": float}`` or ``{"alpha": float}``.
     splits : dict
         Metrics of the kept model per split (see ``run_mfcc_baseline``).
+    model : Pipeline
+        The kept model.
     """
     if task != "classification":
         return _fit_scored(data, classes, task, seed)
@@ -303,4 +314,15 @@ def fit_linear(data: dict, *, classes: list[str], task: str, seed: int = 0) -> t
         if f1 > best_f1:
             best_model, best_C, best_f1 = model, C, f1
     weights = _class_weights(y_train, len(classes))
-    return {"C": float(best_C)}, {s: _split_metrics(best_model, *data[s], weights) for s in SPLITS}
+    return {"C": float(best_C)}, {s: _split_metrics(best_model, *data[s], weights) for s in SPLITS}, best_model
+
+
+def model_outputs(model: Pipeline, X: np.ndarray, *, task: str, n_outputs: int) -> np.ndarray:
+    """Per-clip outputs as the neural setups save them (``outputs.npz``): log-probabilities per
+    class (argmax: the predicted class), decision values per tag, or predicted targets."""
+    if task == "classification":
+        logp = np.full((len(X), n_outputs), -np.inf)
+        logp[:, model.classes_] = model.predict_log_proba(X)
+        return np.maximum(logp, np.finfo(np.float32).min)
+    values = model.decision_function(X) if task == "tagging" else model.predict(X)
+    return np.asarray(values).reshape(len(X), n_outputs)

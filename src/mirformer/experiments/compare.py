@@ -30,6 +30,7 @@ from mirformer.atomic import atomic_path, write_json, write_text
 from mirformer.encoder_file import save_encoder
 from mirformer.experiments.config import CompareConfig
 from mirformer.experiments.data import Inputs, PreparedData, kinds_of
+from mirformer.experiments.evidence import OUTPUTS, evidence_of_run, save_outputs
 from mirformer.experiments.plots import plot_examples
 from mirformer.kinds import KINDS, MODES, ModelKind
 from mirformer.training.evaluate import predict_clips
@@ -40,7 +41,8 @@ from mirformer.training.strategies import freeze_groups, head_for
 
 
 def config_hash(cfg: CompareConfig) -> str:
-    """Hash of everything that changes results: not progress bars, loader or render processes.
+    """Hash of everything that changes results: not progress bars, loader or render processes,
+    nor the resamples of the report's intervals (recomputed from saved outputs at every finish).
 
     Precision, devices and strategy stay in: a bf16 or multi-GPU run never reuses fp32 results.
     """
@@ -48,6 +50,7 @@ def config_hash(cfg: CompareConfig) -> str:
     for key in ("progress", "num_workers", "log_every_n_steps"):
         d["trainer"].pop(key)
     d.pop("workers")
+    d.pop("evidence")
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -242,16 +245,19 @@ class Comparison(PreparedData):
     def evaluate(self, model: nn.Module, stage: Path, inp: Inputs | str | ModelKind) -> dict:
         """Clip-level metrics on every split; predictions saved as CSV beside them."""
         device = "cuda" if self.cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
-        splits, rows = {}, ["split,track_id,target,predicted"]
+        splits, rows, saved = {}, ["split,track_id,target,predicted"], {}
         for split in ("train", "validation", "test"):
             tiled = self.tiled(split, inp)
             outputs = predict_clips(model, tiled, batch_size=self.cfg.eval_batch_size,
                                     precision=self.cfg.trainer.precision, device=device)
-            splits[split] = self.task.metrics(outputs, self.task.targets(self.tracks[split]))
+            targets = self.task.targets(self.tracks[split])
+            splits[split] = self.task.metrics(outputs, targets)
             rows += [f"{split},{t.id},{_csv(self.task.describe(t))},{_csv(self.task.describe_output(o))}"
                      for t, o in zip(self.tracks[split], outputs)]
+            saved[split] = ([t.id for t in self.tracks[split]], targets.numpy(), outputs.float().numpy())
         write_text(stage / "predictions.csv", "\n".join(rows) + "\n")
-        return {"splits": splits}
+        save_outputs(stage / OUTPUTS, saved)  # the clip outputs the report's intervals and tests are computed from
+        return {"splits": splits, "outputs": str((stage / OUTPUTS).relative_to(self.run_dir))}
 
     def baseline(self) -> dict:
         from mirformer.experiments.baseline import run_mfcc_baseline
@@ -265,8 +271,9 @@ class Comparison(PreparedData):
         tracks = [t for ts in self.tracks.values() for t in ts]
         result = run_mfcc_baseline(tracks, classes=self.classes, task=self.task.kind, sample_rate=self.cfg.mel.sample_rate,
                                    max_seconds=self.cfg.baseline_seconds, seed=self.cfg.seed,
-                                   workers=self.cfg.workers, progress=self.progress)
+                                   workers=self.cfg.workers, progress=self.progress, outputs=done.parent / OUTPUTS)
         result["seconds"] = time.time() - t0
+        result["outputs"] = str((done.parent / OUTPUTS).relative_to(self.run_dir))
         write_json(done, result)
         return result
 
@@ -334,10 +341,15 @@ def finish_run(cmp: Comparison, setups: dict[str, dict], t0: float) -> dict:
         # Pretraining stages that drew validation examples (Patchifier's reconstructions).
         "examples": {p.parent.name: str(p.relative_to(cmp.run_dir)) for p in sorted(cmp.run_dir.glob("*/examples.png"))},
         "skipped": cmp.skipped,
+        "flagged": cmp.flagged,
         "setups": setups,
         "seconds": time.time() - t0,
         "run_dir": str(cmp.run_dir),
     }
+    cmp.log("confidence intervals and paired tests on the test clips")
+    results["evidence"] = evidence_of_run(results, cmp.run_dir, seed=cmp.cfg.seed, progress=cmp.progress,
+                                          n_resamples=cmp.cfg.evidence.n_resamples,
+                                          n_permutations=cmp.cfg.evidence.n_permutations)
     write_json(cmp.run_dir / "results.json", results)
     results["table"] = write_report(results, cmp.run_dir)
     return results

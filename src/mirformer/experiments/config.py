@@ -102,6 +102,20 @@ class TokenizerConfig:
     train: VQVAETrainConfig = field(default_factory=VQVAETrainConfig)
 
 
+@dataclass
+class EvidenceConfig:
+    """The report's uncertainty: 95% bootstrap intervals over test clips and paired permutation
+    tests (``mirformer.experiments.evidence``), with these many resamples each."""
+
+    n_resamples: int = 2000
+    n_permutations: int = 2000
+
+    def __post_init__(self):
+        if self.n_resamples < 1 or self.n_permutations < 1:
+            raise ConfigError(f"evidence.n_resamples and n_permutations must be >= 1, got {self.n_resamples} "
+                              f"and {self.n_permutations}")
+
+
 def _patchifier_stage(epochs: int, crops: int) -> StageConfig:
     return StageConfig(epochs=epochs, batch_size=32, snippets_per_track=crops, optim=OptimConfig(name="adamw", lr=1e-4))
 
@@ -164,6 +178,7 @@ class CompareConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     workers: int = 2  # processes for rendering and feature extraction
     eval_batch_size: int = 32
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
     def __post_init__(self):
         if self.feature_dtype not in LogMel.DTYPES:

@@ -83,6 +83,7 @@ class PreparedData:
         self.cfg, self.data_cfg, self.labelled = cfg, data or cfg.data, labelled
         self.progress = progress and distributed.is_main()
         self.skipped: dict[str, str] = {}
+        self.flagged: dict[str, str] = {}  # usable files worth a look (``Dataset.flag``): they train
         self.tokenizer: dict | None = None
         self.task = None
         self.inputs: dict[str, Inputs] = {}
@@ -126,6 +127,7 @@ class PreparedData:
             self.add_input(self.encoder_key(path), encoder.representation, encoder.window, encoder.eval_window, tracks)
         splits = ("train", "validation", "test") if self.labelled else ("train", "validation")
         self.tracks = {s: [t for t in tracks if t.split == s and t.id not in self.skipped] for s in splits}
+        self.flagged = {i: note for i, note in self.flagged.items() if i not in self.skipped}
         for split, ts in self.tracks.items():
             if not ts:
                 raise MirformerError(f"no usable tracks in the {split} split of {self.dataset.name} at "
@@ -150,6 +152,8 @@ class PreparedData:
             why = failed.get(t.id) or too_short(inp.store.seconds(t.id), self.data_cfg.min_seconds)
             if why:
                 self.skipped[t.id] = self.dataset.explain(t.id, why)
+            elif note := self.dataset.flag(t.id, inp.store.seconds(t.id)):
+                self.flagged[t.id] = note
 
     def scale(self, specs: dict[str, InputSpec]) -> None:
         """Each input's scaling: fitted on this data's training split, or the encoder's own."""

@@ -193,3 +193,33 @@ def plot_examples(examples: dict, path: str | Path, *, title: str) -> None:
                 ax.set_title(key)
     fig.suptitle(f"{title} ({F} bands x {T} frames)")
     _save(fig, path)
+
+
+def plot_forest(intervals: dict, metric: str, path: str | Path, *, title: str, chance: float | None = None) -> None:
+    """Every setup's test ``metric`` with its 95% interval, one row each, best on top.
+
+    Parameters
+    ----------
+    intervals : dict
+        ``{setup: {metric: {"value", "low", "high"}}}`` (``evidence_of_run``'s ``intervals``).
+    metric : str
+    path : str or Path
+        PNG to write (atomically).
+    title : str
+    chance : float or None
+        A dashed line at chance level.
+    """
+    rows = sorted(((name, m[metric]) for name, m in intervals.items() if metric in m), key=lambda r: r[1]["value"])
+    fig = Figure(figsize=(7, 0.9 + 0.35 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    for y, (name, m) in enumerate(rows):
+        ax.plot([m["low"], m["high"]], [y, y], color="tab:blue", lw=2)
+        ax.plot(m["value"], y, "o", color="tab:blue")
+    if chance is not None:
+        ax.axvline(chance, color="grey", ls="--", lw=1, label="chance")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
+    ax.set_xlabel(f"test {METRIC_LABELS.get(metric, metric)} (95% bootstrap interval)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)

@@ -14,13 +14,15 @@ import numpy as np
 
 from mirformer.atomic import write_text
 from mirformer.errors import ConfigError
-from mirformer.experiments.plots import plot_confusion, plot_curves, plot_modes
+from mirformer.experiments.plots import METRIC_LABELS, plot_confusion, plot_curves, plot_forest, plot_modes
 
 COLUMNS = ("setup", "F1 train", "F1 test", "loss train", "loss test", "accuracy test")
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _fmt(value, ci: dict | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" if ci is None else f"{value:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]"
 
 
 def _metric(setup: dict, split: str, key: str):
@@ -72,7 +74,8 @@ def results_table(results: dict) -> str:
     - regression: ``setup | R2 train | R2 test | R2 <target> test ... | MSE test`` (z-scored
       targets); chance: R2 about 0 (always predicting the training mean).
 
-    Values print with two decimals; missing ones as ``n/a``.
+    Values print with two decimals; missing ones as ``n/a``; a test metric with an interval in
+    ``results["evidence"]`` as ``0.41 [0.29, 0.53]``.
     """
     task = results.get("task", "classification")
     names = results["classes"]
@@ -86,6 +89,7 @@ def results_table(results: dict) -> str:
         columns = COLUMNS
         keys = (("train", "macro_f1"), ("test", "macro_f1"), ("train", "loss"), ("test", "loss"), ("test", "accuracy"))
     lines = ["| " + " | ".join(columns) + " |", "|:---|" + "---:|" * (len(columns) - 1)]
+    intervals = (results.get("evidence") or {}).get("intervals", {})
     for name, setup in results["setups"].items():
         cells = [name.replace("|", "\\|")]
         for split, key in keys:
@@ -93,7 +97,8 @@ def results_table(results: dict) -> str:
                 value = (_metric(setup, split, key[0]) or {}).get(key[1])
             else:
                 value = _metric(setup, split, key)
-            cells.append(_fmt(value))
+            ci = intervals.get(name, {}).get(key) if split == "test" and isinstance(key, str) else None
+            cells.append(_fmt(value, ci))
         lines.append("| " + " | ".join(cells) + " |")
     # A blank line ends the table; a text line directly below would render as another row.
     lines += ["", _chance_line(results, task)]
@@ -120,6 +125,45 @@ def _test_positive_rates(results: dict) -> list[float]:
         if per_tag and n:
             return [t["positives"] / n for t in per_tag.values() if t["roc_auc"] is not None]
     return []
+
+
+def _verdict(test: dict) -> str:
+    """A paired test in words: which side is ahead, when the interval excludes 0 and p < 0.05."""
+    if test["low"] > 0 and test["p"] < 0.05:
+        return "a ahead"
+    if test["high"] < 0 and test["p"] < 0.05:
+        return "b ahead"
+    return "cannot tell"
+
+
+def _evidence_lines(results: dict, out: Path) -> list[str]:
+    """The "How sure" section: the forest plot, then each question's paired tests."""
+    evidence = results.get("evidence")
+    if not evidence:
+        return []
+    monitor = results["monitor"]
+    label = METRIC_LABELS.get(monitor, monitor)
+    chance = chance_macro_f1(_test_priors(results)) if results.get("task", "classification") == "classification" else None
+    plot_forest(evidence["intervals"], monitor, out / "forest.png", chance=chance,
+                title=f"{results.get('dataset', '')}: test {label}, 95% intervals")
+    n = next((t["n"] for t in evidence["paired"]), None)
+    md = ["## How sure: intervals and paired tests", "",
+          f"Intervals are 95% percentile bootstraps over the test clips ({evidence['n_resamples']} resamples"
+          f"{', stratified by class' if results.get('task', 'classification') == 'classification' else ''}); "
+          f"paired tests compare two setups on the same {n or ''} clips: the difference a - b of test {label}, "
+          f"its 95% bootstrap interval, and the two-sided p-value of a paired permutation test "
+          f"({evidence['n_permutations']} permutations). A side is called ahead when the interval excludes 0 and p < 0.05.", "",
+          "![test scores with 95% intervals](forest.png)", ""]
+    by_question: dict[str, list[dict]] = {}
+    for test in evidence["paired"]:
+        by_question.setdefault(test["question"], []).append(test)
+    for question, tests in by_question.items():
+        md += [f"### {question[0].upper()}{question[1:]}", "", "| a | b | a - b [95% CI] | p | verdict |",
+               "|:---|:---|---:|---:|:---|"]
+        md += [f"| {t['a']} | {t['b']} | {t['difference']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}] | {t['p']:.3f} | "
+               f"{_verdict(t)} |" for t in tests]
+        md += [""]
+    return md
 
 
 def _grid_lines(setups: dict) -> list[str]:
@@ -267,6 +311,7 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     md = [f"# Results: {dataset}", ""]
     md += [f"Dataset `{dataset}`, {task}, {len(classes)} {what}: {', '.join(classes)}.", ""]
     md += ["## Scores (clip level: window outputs averaged per clip)", "", table]
+    md += _evidence_lines(results, out)
     grid = _grid_lines(setups)
     if grid:
         md += ["## Fine-tuning grid (selected on validation; only the selected setting is scored on test)", "",
@@ -295,5 +340,10 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     skipped = _skipped_lines(results)
     if skipped:
         md += [f"## Skipped files ({len(skipped)})", "", *skipped, ""]
+    flagged = results.get("flagged") or {}
+    if flagged:
+        md += [f"## Files that trained but are worth a look ({len(flagged)})", "",
+               "Far shorter than the dataset's clips, or listed by its maintainers; `data.min_seconds` decides "
+               "whether short files train.", "", *[f"- `{i}`: {note}" for i, note in flagged.items()], ""]
     write_text(out / "report.md", "\n".join(md))
     return table

@@ -48,7 +48,7 @@ class VQTokens(Representation):
     dtype = np.dtype(np.int16)
     dim = 0  # a 1-D sequence of ids
 
-    def __init__(self, checkpoint: str | Path, *, level: int | None = 2, trust_pickle: bool = False,
+    def __init__(self, checkpoint: str | Path, *, level: int | None = None, trust_pickle: bool = False,
                  chunk_seconds: float = 20.0):
         self.checkpoint = Path(checkpoint)
         self.trust_pickle, self.chunk_seconds = trust_pickle, chunk_seconds
