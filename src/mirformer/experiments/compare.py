@@ -130,7 +130,7 @@ class Comparison(PreparedData):
                     module,
                     self.loader(self.random_snippets("train", stage.config.snippets_per_track, kind, stage.frames),
                                 stage.config.batch_size, True),
-                    self.loader(self.tiled("validation", kind, stage.frames or inp.length), cfg.eval_batch_size, False),
+                    self.loader(self.epoch_validation(kind, stage.frames or inp.length), cfg.eval_batch_size, False),
                     stage_dir=folder, epochs=stage.config.epochs, monitor="val/loss", mode="min",
                     trainer_cfg=cfg.trainer, seed=cfg.seed)
                 load_module_weights(module, best)
@@ -229,7 +229,7 @@ class Comparison(PreparedData):
         history, best = fit_stage(
             module,
             self.loader(self.random_snippets("train", stage_cfg.snippets_per_track, inp), stage_cfg.batch_size, True),
-            self.loader(self.tiled("validation", inp), self.cfg.eval_batch_size, False),
+            self.loader(self.epoch_validation(inp), self.cfg.eval_batch_size, False),
             stage_dir=folder, epochs=stage_cfg.epochs, monitor=f"val/{self.task.monitor}", mode="max",
             trainer_cfg=self.cfg.trainer, seed=self.cfg.seed)
         key = f"val_{self.task.monitor}"

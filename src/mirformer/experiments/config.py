@@ -178,9 +178,14 @@ class CompareConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     workers: int = 2  # processes for rendering and feature extraction
     eval_batch_size: int = 32
+    # After every epoch, validate on every window of every clip ("tiled") or on one centred
+    # window per clip ("centre", cheaper); the final scores of every split read every window.
+    epoch_validation: str = "tiled"
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
     def __post_init__(self):
+        if self.epoch_validation not in ("tiled", "centre"):
+            raise ConfigError(f"epoch_validation must be 'tiled' or 'centre', got {self.epoch_validation!r}")
         if self.feature_dtype not in LogMel.DTYPES:
             raise ConfigError(f"feature_dtype must be one of {LogMel.DTYPES}, got {self.feature_dtype!r}")
         unknown = sorted(set(self.setups) - set(KNOWN_SETUPS))
@@ -193,17 +198,17 @@ SMALL_HOP512 = {**SMALL.to_dict(), "downs_t": [9]}
 
 # A small Patchifier for minutes on 2 cores: the quickstart's log-mel (22.05 kHz, hop 512, 64 bands,
 # shared with SpectroFormer's store), d_model 128, 4 layers, windows of 4 patches (3 s, as the
-# other models'), whole 10 s clips (13 patches) in one evaluation window.
+# other models'), whole 5 s clips (7 patches) in one evaluation window.
 QUICK_PATCHIFIER = {
     "model": {"filters": 8, "decoder_width": 256,
               "encoder": {"d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 512, "max_len": 16}},
     "window_patches": 4,
     "stage1": {"epochs": 2, "batch_size": 32, "snippets_per_track": 25},
-    "stage2": {"epochs": 12, "batch_size": 32, "snippets_per_track": 2},
+    "stage2": {"epochs": 12, "batch_size": 32, "snippets_per_track": 1},
 }
 
 PRESETS: dict[str, dict] = {
-    # Minutes on a 2-core laptop: 10 s clips, 22.05 kHz / hop 512 log-mel, a small encoder.
+    # Minutes on a 2-core laptop: 5 s clips, 22.05 kHz / hop 512 log-mel, a small encoder.
     "quickstart": {
         "name": "quickstart",
         "data": {"options": {"preset": "quickstart"}},
@@ -213,13 +218,15 @@ PRESETS: dict[str, dict] = {
         "mask": {"block_frames": 5},
         # A one-level VQ-VAE with hop 512, so tokens and mel frames share the 43 Hz rate, as the
         # thesis' mel hop and Jukebox's top-level hop (both 128 at 44.1 kHz) do.
-        "tokenizer": {"train": {"vqvae": SMALL_HOP512, "epochs": 4, "crop_seconds": 1.0, "crops_per_track": 2,
+        "tokenizer": {"train": {"vqvae": SMALL_HOP512, "epochs": 4, "crop_seconds": 1.0, "crops_per_track": 1,
                                 "batch_size": 8, "lr": 1e-3}},
-        "pretrain": {"epochs": 20, "batch_size": 32, "snippets_per_track": 2,
-                     "optim": {"warmup": 200, "lr_scale": 0.5}},
-        "finetune": {"epochs": 20, "batch_size": 16, "snippets_per_track": 2, "optim": {"lr": 3e-4}},
-        "scratch": {"epochs": 20, "batch_size": 16, "snippets_per_track": 2,
-                    "optim": {"warmup": 200, "lr_scale": 0.5}},
+        # One 3 s crop of each 5 s training clip per epoch; warmups at the same share of the steps as before.
+        "pretrain": {"epochs": 20, "batch_size": 32, "snippets_per_track": 1,
+                     "optim": {"warmup": 125, "lr_scale": 0.5}},
+        "finetune": {"epochs": 20, "batch_size": 16, "snippets_per_track": 1, "optim": {"lr": 3e-4}},
+        "scratch": {"epochs": 20, "batch_size": 16, "snippets_per_track": 1,
+                    "optim": {"warmup": 125, "lr_scale": 0.5}},
+        "epoch_validation": "centre",
         "baseline_seconds": None,
         "patchifier": QUICK_PATCHIFIER,
         "setups": [*SETUPS[:-1], "patchifier-pretrained-finetuned", "patchifier-scratch", "mfcc-linear"],

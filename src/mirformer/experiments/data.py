@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from mirformer import distributed, paths
 from mirformer.audio import too_short
@@ -32,7 +32,7 @@ from mirformer.representations.mel import LogMel
 from mirformer.representations.store import FeatureStore
 from mirformer.representations.vq import codebook_usage
 from mirformer.tasks import make_task
-from mirformer.training.snippets import RandomSnippets, TiledSnippets
+from mirformer.training.snippets import CentredSnippets, RandomSnippets, TiledSnippets
 
 # Patchifier's "paper" scaling, dB x 0.01, as the (x - mean) / std every input goes through.
 PAPER_SCALE = 100.0
@@ -199,6 +199,15 @@ class PreparedData:
         one = RandomSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=frames or inp.length,
                              mean=inp.mean, std=inp.std)
         return ConcatDataset([one] * copies)
+
+    def epoch_validation(self, inp: Inputs | str | ModelKind, frames: int | None = None) -> Dataset:
+        """The validation windows read after every epoch: every window (``epoch_validation: tiled``)
+        or one centred window per clip (``centre``); final scores always read every window."""
+        if self.cfg.epoch_validation == "tiled":
+            return self.tiled("validation", inp, frames)
+        ts, inp = self.tracks["validation"], self.input_of(inp)
+        return CentredSnippets(inp.store, [t.id for t in ts], self.targets(ts), length=frames or inp.eval_length,
+                               mean=inp.mean, std=inp.std)
 
     def tiled(self, split: str, inp: Inputs | str | ModelKind, frames: int | None = None) -> TiledSnippets:
         """Every window of ``frames`` (default: the evaluation window) of every clip of ``split``."""

@@ -86,3 +86,14 @@ class TiledSnippets(_StoreSnippets):
 
     def __getitem__(self, i: int) -> dict:
         return self._item(*self.windows[i])
+
+
+class CentredSnippets(_StoreSnippets):
+    """One window per track, centred on the clip: a cheaper per-epoch validation than every
+    window (``TiledSnippets``), which the final scores always read."""
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict:
+        return self._item(i, max(0, (self.entries[i].n_frames - self.length) // 2))
