@@ -8,6 +8,7 @@ Each case: forward + backward + Adam step on random log-mel input, warm-up then 
 
     python benchmarks/bench_encoder.py                 # thesis size: d768, 4 layers, 12 heads, seq 1344
     python benchmarks/bench_encoder.py --size small    # d256, 4 layers, 4 heads, seq 512, batch 8
+    python benchmarks/bench_encoder.py --size quickstart --repeats 20  # d128, 3 layers, seq 128, batch 16
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mirformer.models.former import Former
 SIZES = {
     "thesis": dict(d_model=768, n_layers=4, n_heads=12, d_ff=3072, seq=1344, batch=2),
     "small": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, seq=512, batch=8),
+    "quickstart": dict(d_model=128, n_layers=3, n_heads=4, d_ff=512, seq=128, batch=16),
 }
 N_MELS, N_CLASSES = 86, 16
 

@@ -95,6 +95,23 @@ class ToyTargets(Toy):
         return {"x": self.x[i], "pad": torch.zeros(len(self.x[i]), dtype=torch.bool), "y": self.y[i], "track": i}
 
 
+def test_validating_every_other_epoch_selects_among_validated_epochs(tmp_path, recwarn):
+    data = Toy()
+    torch.manual_seed(0)
+    module = DownstreamModule(Former(kind="spectroformer", encoder=ENC, input_dim=8, n_classes=3),
+                              task=Classification(["a", "b", "c"]), optim=OptimConfig(lr=3e-3), n_val_tracks=len(data),
+                              val_targets=data.y)
+    history, best = fit_stage(module, DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=8),
+                              stage_dir=tmp_path, epochs=6, monitor="val/macro_f1", mode="max",
+                              trainer_cfg=replace(TRAINER, val_every_n_epochs=2), seed=0)
+    assert [r["epoch"] for r in history if "val_macro_f1" in r] == [1, 3, 5]  # no stale scores in between
+    assert all("train_loss" in r for r in history)
+    validated = [r for r in history if "val_macro_f1" in r]
+    chosen = max(validated, key=lambda r: r["val_macro_f1"])  # the first of equal scores
+    assert torch.load(best, weights_only=True)["epoch"] == chosen["epoch"]
+    assert not [w for w in recwarn if "monitored key" in str(w.message)]
+
+
 @pytest.mark.parametrize("task", ["tagging", "regression"])
 def test_tagging_and_regression_modules_fit(tmp_path, task):
     torch.manual_seed(0)

@@ -203,7 +203,7 @@ QUICK_PATCHIFIER = {
     "model": {"filters": 8, "decoder_width": 256,
               "encoder": {"d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 512, "max_len": 16}},
     "window_patches": 4,
-    "stage1": {"epochs": 2, "batch_size": 32, "snippets_per_track": 25},
+    "stage1": {"epochs": 2, "batch_size": 32, "snippets_per_track": 15},
     "stage2": {"epochs": 12, "batch_size": 32, "snippets_per_track": 1},
 }
 
@@ -219,7 +219,7 @@ PRESETS: dict[str, dict] = {
         # A one-level VQ-VAE with hop 512, so tokens and mel frames share the 43 Hz rate, as the
         # thesis' mel hop and Jukebox's top-level hop (both 128 at 44.1 kHz) do.
         "tokenizer": {"train": {"vqvae": SMALL_HOP512, "epochs": 4, "crop_seconds": 1.0, "crops_per_track": 1,
-                                "batch_size": 8, "lr": 1e-3}},
+                                "batch_size": 8, "lr": 1e-3, "val_crops": "centre"}},
         # One 3 s crop of each 5 s training clip per epoch; warmups at the same share of the steps as before.
         "pretrain": {"epochs": 20, "batch_size": 32, "snippets_per_track": 1,
                      "optim": {"warmup": 125, "lr_scale": 0.5}},

@@ -15,6 +15,7 @@ from mirformer import distributed, paths
 from mirformer.atomic import write_json
 from mirformer.audio import too_short
 from mirformer.datasets.base import Track
+from mirformer.errors import ConfigError
 from mirformer.representations.store import FeatureStore
 from mirformer.representations.vqvae.checkpoint import save_vqvae
 from mirformer.representations.vqvae.losses import compute_bandwidth
@@ -22,7 +23,7 @@ from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
 from mirformer.representations.waveform import Waveform
 from mirformer.training.fit import TrainerConfig, fit_stage, load_module_weights
 from mirformer.training.loaders import make_loader
-from mirformer.training.snippets import RandomSnippets, TiledSnippets
+from mirformer.training.snippets import CentredSnippets, RandomSnippets, TiledSnippets
 from mirformer.training.vqvae_module import VQVAEModule
 
 
@@ -36,6 +37,12 @@ class VQVAETrainConfig:
     lr: float = 3e-4
     warmup: int = 100  # steps of linear warm-up
     bandwidth_seconds: float = 600.0  # training audio measured for the loss normalisation (Jukebox: 600 s)
+    # Validation after each epoch: every crop of every clip ("tiled") or one centred crop per clip ("centre").
+    val_crops: str = "tiled"
+
+    def __post_init__(self):
+        if self.val_crops not in ("tiled", "centre"):
+            raise ConfigError(f"tokenizer.train.val_crops must be 'tiled' or 'centre', got {self.val_crops!r}")
 
 
 def vqvae_run_dir(dataset_id: str, cfg: VQVAETrainConfig, *, seed: int, trainer_cfg: TrainerConfig) -> Path:
@@ -76,8 +83,8 @@ def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: 
     bandwidth = compute_bandwidth(_audio_for_bandwidth(store, train_ids, cfg.bandwidth_seconds * vq.sample_rate),
                                   segment_length=crop)
     train = ConcatDataset([RandomSnippets(store, train_ids, None, length=crop)] * cfg.crops_per_track)
-    # Validation: a few whole crops per clip (tiled), the same every epoch.
-    val = TiledSnippets(store, val_ids, None, length=crop)
+    # Validation: the same crops every epoch, every one of each clip or its centred one.
+    val = (TiledSnippets if cfg.val_crops == "tiled" else CentredSnippets)(store, val_ids, None, length=crop)
     torch.manual_seed(seed)  # the initial weights: the same VQ-VAE from the same seed
     module = VQVAEModule(VQVAE(vq), bandwidth=bandwidth, lr=cfg.lr, warmup=cfg.warmup)
     history, best = fit_stage(module, make_loader(train, cfg.batch_size, train=True, seed=seed, drop_last=True),

@@ -44,23 +44,31 @@ class TrainerConfig:
     num_workers: int = 0  # data loader workers; reading a memory map is cheap, 0 is fastest on 2 cores
     progress: bool = True
     log_every_n_steps: int = 10
+    # Validate after every k-th epoch (the best checkpoint is chosen among those); 1: every epoch.
+    val_every_n_epochs: int = 1
 
 
 class History(Callback):
     """Per-epoch metrics (every ``train/*`` and ``val/*`` value, as ``train_loss``, ``val_roc_auc``...),
-    kept in the checkpoint so a resumed run keeps its curves."""
+    kept in the checkpoint so a resumed run keeps its curves. ``val/*`` values appear only in the
+    epochs that validated (``val_every_n_epochs``), never carried over from an earlier one."""
 
     def __init__(self):
         self.rows: list[dict] = []
+        self._validated = False
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self._validated = not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return
         m = trainer.callback_metrics
+        keep = ("train/", "val/") if self._validated else ("train/",)
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row.update({k.replace("/", "_"): float(v) for k, v in sorted(m.items())
-                    if k.startswith(("train/", "val/")) and v.numel() == 1})
+        row.update({k.replace("/", "_"): float(v) for k, v in sorted(m.items()) if k.startswith(keep) and v.numel() == 1})
         self.rows.append(row)
+        self._validated = False
 
     def state_dict(self):
         return {"rows": self.rows}
@@ -167,6 +175,7 @@ def make_trainer(trainer_cfg: TrainerConfig, *, stage_dir: Path, epochs: int, mo
         enable_progress_bar=trainer_cfg.progress,
         enable_model_summary=False,
         log_every_n_steps=trainer_cfg.log_every_n_steps,
+        check_val_every_n_epoch=trainer_cfg.val_every_n_epochs,
         num_sanity_val_steps=0,
     )
     return trainer, history, best
@@ -192,6 +201,9 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
         # small splits have fewer batches than the logging interval.
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+        # With val_every_n_epochs > 1 the epochs between validations have no score to compare;
+        # the best checkpoint is chosen among the validated epochs.
+        warnings.filterwarnings("ignore", message=r".*could not find the monitored key.*")
         # Our own checkpoints hold tensors and primitives only, so they load with weights_only=True.
         trainer.fit(module, train_loader, val_loader, ckpt_path=resume if resume.exists() else None, weights_only=True)
     if trainer.interrupted:  # Lightning may swallow Ctrl-C; the stage must not count as finished
