@@ -23,7 +23,7 @@ from mirformer.representations.store import FeatureStore
 from mirformer.tasks import Regression, regression_metrics
 from mirformer.training.evaluate import predict_clips
 from mirformer.training.modules import DownstreamModule, OptimConfig
-from mirformer.training.snippets import TiledSnippets, window_starts
+from mirformer.training.snippets import CentredSnippets, TiledSnippets, window_starts
 from test_downstream_tasks import TINY
 from test_store import FrameStats, tracks  # noqa: F401  (fixture: 1, 2, 1.5 and 3 s tones, one bad file)
 
@@ -61,6 +61,22 @@ def test_predict_clips_averages_each_clips_windows(tmp_path, tracks):  # noqa: F
     assert counts == [5, 2, 3, 4]  # unequal numbers of windows per clip
     outputs = predict_clips(FirstFrame(2), windows, batch_size=3)
     torch.testing.assert_close(outputs, expected_clip_outputs(store, ids, 20, mean, std, 2))
+
+
+def test_centred_validation_reads_one_middle_window_per_clip(tmp_path, tracks):  # noqa: F811
+    store = FeatureStore(tmp_path, "toy", FrameStats())
+    store.extract(tracks, progress=False)
+    ids = ["t3", "t0", "t2", "t1"]  # 31, 62, 46 and 93 frames
+    mean, std = np.array([-3.0, 0.1], np.float32), np.array([2.0, 0.5], np.float32)
+    centred = CentredSnippets(store, ids, [0, 1, 2, 3], length=40, mean=mean, std=std)
+    assert len(centred) == 4
+    for i, tid in enumerate(ids):
+        item, n = centred[i], store.entry(tid).n_frames
+        frames = (np.asarray(store.get(tid), np.float32) - mean) / std
+        start = max(0, (n - 40) // 2)
+        real = min(40, n)
+        np.testing.assert_allclose(item["x"][:real].numpy(), frames[start : start + real], rtol=1e-6)
+        assert item["track"] == i and item["y"] == i and int(item["pad"].sum()) == 40 - real
 
 
 def test_validation_metrics_use_clip_averages(tmp_path, tracks):  # noqa: F811

@@ -14,7 +14,7 @@ def test_run_folder_key_follows_results_not_display():
 
 def test_preset_diff_keeps_base_values_it_does_not_name():
     cfg = resolve("quickstart", {"finetune": {"epochs": 3}})
-    assert cfg.finetune.epochs == 3 and cfg.finetune.optim.lr == 3e-4 and cfg.pretrain.epochs == 20
+    assert cfg.finetune.epochs == 3 and cfg.finetune.optim.lr == 3e-4 and cfg.pretrain.epochs == 18
 
 
 @pytest.mark.parametrize("bad", [{"nope": 1}, {"encoder": {"d_modle": 3}}, {"pretrain": {"epochs": "many"}}])

@@ -94,8 +94,8 @@ def test_comparison_under_ddp_on_two_cpu_processes_then_resumed(tmp_path):
         load_module_weights(module, setup["checkpoint"])
         outputs = predict_clips(module.model, cmp.tiled("test", kind))
         assert cmp.task.metrics(outputs, cmp.task.targets(cmp.tracks["test"])) == setup["splits"]["test"], name
-        # Validation during training, split over the ranks, saw every window once as well.
-        val = cmp.task.metrics(predict_clips(module.model, cmp.tiled("validation", kind)),
+        # Validation during training, split over the ranks, saw each of its windows once as well.
+        val = cmp.task.metrics(predict_clips(module.model, cmp.epoch_validation(kind)),
                                cmp.task.targets(cmp.tracks["validation"]))
         best = max(setup["history"], key=lambda row: row["val_macro_f1"])
         assert (best["val_macro_f1"], best["val_loss"]) == pytest.approx((val["macro_f1"], val["loss"]), abs=1e-5), name

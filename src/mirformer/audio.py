@@ -32,6 +32,20 @@ def too_short(seconds: float, min_seconds: float) -> str | None:
     return None
 
 
+def check_file(path: Path) -> None:
+    """``AudioError`` for a missing or empty file, before any decoder sees it."""
+    if not path.is_file():
+        raise AudioError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+
+
+def decode_error(path: Path, exc: Exception) -> AudioError:
+    """The ``AudioError`` for a decoder's exception: what the file holds when libsndfile refuses it."""
+    cause = undecodable(path, exc) if isinstance(exc, sf.LibsndfileError) else f"cannot decode: {exc}"
+    return AudioError(path, cause)
+
+
 def undecodable(path: Path, exc: Exception) -> str:
     """Why ``path`` does not open: what its bytes hold, with the decoder's own text as a detail.
 
@@ -104,19 +118,14 @@ def load_audio(
         If the file is missing, empty, undecodable, silent or shorter than ``min_seconds``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+    check_file(path)
     try:
         with sf.SoundFile(path) as f:
             native_sr, declared = f.samplerate, f.frames
             frames = -1 if max_seconds is None else int(round(max_seconds * native_sr))
             y = f.read(frames=frames, dtype="float32", always_2d=True)
-    except sf.LibsndfileError as exc:
-        raise AudioError(path, undecodable(path, exc)) from None
     except DECODE_ERRORS as exc:
-        raise AudioError(path, f"cannot decode: {exc}") from None
+        raise decode_error(path, exc) from None
     if y.shape[0] == 0:
         raise AudioError(path, "no audio frames decoded")
     cut = truncated(y.shape[0], declared if frames < 0 else min(declared, frames), native_sr)

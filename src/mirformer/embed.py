@@ -23,7 +23,7 @@ import soxr
 import torch
 
 from mirformer.atomic import atomic_path
-from mirformer.audio import DECODE_ERRORS, SILENCE_PEAK, truncated, undecodable
+from mirformer.audio import DECODE_ERRORS, SILENCE_PEAK, check_file, decode_error, truncated
 from mirformer.encoder_file import EncoderFile
 from mirformer.errors import AudioError, ConfigError
 from mirformer.representations.mel import LogMel, log_mel_stream
@@ -39,16 +39,11 @@ def audio_blocks(path: str | Path, *, sr: int, block_seconds: float = 30.0) -> C
     file at once, and for a silent one when an iterator reaches its end.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+    check_file(path)
     try:
         info = sf.info(path)
-    except sf.LibsndfileError as exc:
-        raise AudioError(path, undecodable(path, exc)) from None
     except DECODE_ERRORS as exc:
-        raise AudioError(path, f"cannot decode: {exc}") from None
+        raise decode_error(path, exc) from None
     native = info.samplerate
 
     def blocks() -> Iterator[np.ndarray]:
@@ -63,7 +58,7 @@ def audio_blocks(path: str | Path, *, sr: int, block_seconds: float = 30.0) -> C
                 if resampler:
                     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
         except DECODE_ERRORS as exc:
-            raise AudioError(path, f"cannot decode: {exc}") from None
+            raise decode_error(path, exc) from None
         cut = truncated(read, info.frames, native)
         if cut:
             raise AudioError(path, cut)

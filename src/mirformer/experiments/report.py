@@ -152,7 +152,8 @@ def _evidence_lines(results: dict, out: Path) -> list[str]:
           f"{', stratified by class' if results.get('task', 'classification') == 'classification' else ''}); "
           f"paired tests compare two setups on the same {n or ''} clips: the difference a - b of test {label}, "
           f"its 95% bootstrap interval, and the two-sided p-value of a paired permutation test "
-          f"({evidence['n_permutations']} permutations). A side is called ahead when the interval excludes 0 and p < 0.05.", "",
+          f"({evidence['n_permutations']} permutations). A side is called ahead when the interval excludes 0 and p < 0.05; "
+          f"p-values are per comparison, not corrected for the {len(evidence['paired'])} made here.", "",
           "![test scores with 95% intervals](forest.png)", ""]
     by_question: dict[str, list[dict]] = {}
     for test in evidence["paired"]:
