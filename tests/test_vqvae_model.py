@@ -215,6 +215,18 @@ def test_streamed_blocks_encode_as_one_shot(tiny):
         np.testing.assert_array_equal(got, expected.numpy())
 
 
+def test_encoding_in_threads_leaves_onednn_as_it_was(tiny):
+    """Encodes run oneDNN-free; threads encoding at once must not leave it off for the process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    y = (torch.rand(22050) * 2 - 1).numpy()
+    assert torch.backends.mkldnn.enabled
+    with ThreadPoolExecutor(4) as pool:
+        tokens = list(pool.map(lambda _: encode_chunked(tiny, y, level=0, chunk_seconds=0.2), range(16)))
+    assert torch.backends.mkldnn.enabled
+    assert all(np.array_equal(t, tokens[0]) for t in tokens)
+
+
 def test_chunked_encode_equals_one_shot_jukebox():
     torch.manual_seed(2)
     model = random_codebooks(VQVAE(), levels=(1, 2))

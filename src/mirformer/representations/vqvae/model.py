@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -233,6 +234,11 @@ class Decoder(nn.Module):
         return self.out(x)
 
 
+_NATIVE_CONV_LOCK = threading.Lock()
+_NATIVE_CONV_USERS = 0  # encodes running now
+_ONEDNN_BEFORE = True  # the flag before the first of them
+
+
 @contextmanager
 def _length_invariant_convs(device: torch.device) -> Iterator[None]:
     """On the CPU, run convolutions without oneDNN, so a token does not depend on the input length.
@@ -241,17 +247,26 @@ def _length_invariant_convs(device: torch.device) -> Iterator[None]:
     elements, else with its native im2col + GEMM; the two round differently (~1e-7), which flips
     near-tied tokens between a one-shot and a chunked encode. The native path alone gives the same
     bits at every length, at about 1.2x the time (Jukebox's level 0, one thread). The flag is
-    process-wide while set.
+    process-wide, so threads encoding at once share one switch: the first to enter turns oneDNN
+    off, the last to leave restores it (saving and restoring per thread left it off for good,
+    and every later convolution in the process, Patchifier's included, ran 3x slower).
     """
+    global _NATIVE_CONV_USERS, _ONEDNN_BEFORE
     if device.type != "cpu":
         yield
         return
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    with _NATIVE_CONV_LOCK:
+        if _NATIVE_CONV_USERS == 0:
+            _ONEDNN_BEFORE = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+        _NATIVE_CONV_USERS += 1
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = enabled
+        with _NATIVE_CONV_LOCK:
+            _NATIVE_CONV_USERS -= 1
+            if _NATIVE_CONV_USERS == 0:
+                torch.backends.mkldnn.enabled = _ONEDNN_BEFORE
 
 
 def _distributed() -> bool:
