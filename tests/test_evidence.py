@@ -36,6 +36,10 @@ def test_metrics_equal_scikit_learn():
         np.mean([average_precision_score(tags[:, j], scores[:, j]) for j in scored]))
     y, p = RNG.normal(size=(N, 2)), RNG.normal(size=(N, 2))
     assert ev.r2(y, p) == pytest.approx(r2_score(y, p))
+    y[:, 1] = 0.5  # a constant target, as a resample of a small split may give
+    assert ev.r2(y, p) == pytest.approx(r2_score(y, p))
+    p[:, 1] = 0.5
+    assert ev.r2(y, p) == pytest.approx(r2_score(y, p))
     assert ev.mse(y, p) == pytest.approx(mean_squared_error(y, p))
 
 

@@ -19,6 +19,7 @@ the tests check them against scikit-learn.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,10 +77,12 @@ def pr_auc(y: np.ndarray, scores: np.ndarray) -> float:
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:
-    """Mean over targets of 1 - SS_res / SS_tot."""
+    """Mean over targets of 1 - SS_res / SS_tot; a constant target scores 1 if predicted exactly,
+    else 0 (scikit-learn's ``force_finite``), as a resample of a small split may hold one."""
     res = ((y - pred) ** 2).sum(0)
     tot = ((y - y.mean(0)) ** 2).sum(0)
-    return float(np.mean(1 - res / tot))
+    per = np.where(tot > 0, 1 - res / np.where(tot > 0, tot, 1), np.where(res == 0, 1.0, 0.0))
+    return float(np.mean(per))
 
 
 def mse(y: np.ndarray, pred: np.ndarray) -> float:
@@ -111,9 +114,12 @@ def strata(task: str, y: np.ndarray) -> list[np.ndarray]:
 
 def _bootstrap(groups: list[np.ndarray], statistic: Callable[[np.ndarray], float], *, seed: int,
                n_resamples: int, confidence: float) -> tuple[float, float]:
-    result = stats.bootstrap(groups, lambda *idx: statistic(np.concatenate(idx)), vectorized=False, paired=False,
-                             n_resamples=n_resamples, confidence_level=confidence, method="percentile",
-                             rng=np.random.default_rng(seed))
+    with warnings.catch_warnings():
+        # A split so small that every resample scores the same: the interval is that one score.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(groups, lambda *idx: statistic(np.concatenate(idx)), vectorized=False, paired=False,
+                                 n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                                 rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
