@@ -243,7 +243,8 @@ class Comparison(PreparedData):
         return point
 
     def evaluate(self, model: nn.Module, stage: Path, inp: Inputs | str | ModelKind) -> dict:
-        """Clip-level metrics on every split; predictions saved as CSV beside them."""
+        """Clip-level metrics on every split; predictions saved beside them as CSV, and the clip
+        outputs with their track ids and targets as ``outputs.npz`` (the report's evidence)."""
         device = "cuda" if self.cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
         splits, rows, saved = {}, ["split,track_id,target,predicted"], {}
         for split in ("train", "validation", "test"):
