@@ -89,6 +89,9 @@ def test_encoder_checkpoint_carries_settings_and_scaling(tmp_path):
     torch.save({"spec": saved}, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="not a mirformer encoder checkpoint"):
         read_encoder(tmp_path / "old.pt")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:3000])  # a copy cut short
+    with pytest.raises(CheckpointError, match="cut.pt: not a readable encoder checkpoint"):
+        read_encoder(tmp_path / "cut.pt")
 
 
 def test_downstream_data_is_read_with_the_encoders_settings_and_scaling(tmp_path):

@@ -85,7 +85,10 @@ def read_encoder(path: str | Path) -> EncoderFile:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to read is reported with the file
-        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint: {exc}") from None
+        # torch's text advises weights_only=False, which an encoder file never needs: keep its cause only.
+        cause = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable encoder checkpoint (a truncated or foreign file, or one "
+                              f"holding pickled Python objects): {cause}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a mirformer encoder checkpoint (an encoder.pt written by "
                               "`mirformer pretrain` or `mirformer compare`); older ones lack the input settings: "
