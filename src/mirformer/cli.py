@@ -113,6 +113,7 @@ def cmd_embed(args) -> int:
     embedder = Embedder(read_encoder(args.encoder), device=args.device)
     layer = None if args.layer == "all" else int(args.layer)
     hop = None if args.hop is None else round(args.hop * embedder.rep.frames_per_second)
+    embedder.check(layer=layer, pooling=args.pooling, hop=hop)
     out, names = Path(args.out), output_names(args.audio)
     written, skipped = 0, {}
     for path in tqdm(args.audio, desc="embed", unit="file", disable=args.quiet):

@@ -114,6 +114,18 @@ class Embedder:
         parts = list(self.frames(lambda: iter([np.asarray(y, np.float32)])))
         return np.concatenate(parts) if parts else np.empty((0,))
 
+    def check(self, *, layer: int | None, pooling: str, hop: int | None) -> int:
+        """Refuse options this encoder cannot give, before any audio is read; return the hop in frames."""
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        hop = hop or self.window
+        if hop % self.per_position or not 0 < hop <= self.window:
+            raise ConfigError(f"hop must be a multiple of {self.per_position} frames and at most the window "
+                              f"({self.window} frames), got {hop}")
+        if layer is not None and not -self.n_layers - 1 <= layer <= self.n_layers:
+            raise ConfigError(f"layer must be in 0..{self.n_layers} (or -1, or all), got {layer}")
+        return hop
+
     # ---- encoding ------------------------------------------------------------------------
     @torch.inference_mode()
     def _states(self, windows: list[np.ndarray], layer: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,14 +162,7 @@ class Embedder:
             With pooling ``none``: called with each finished block of position vectors instead of
             keeping them (the returned values are then empty); bounds the memory of long audio.
         """
-        if pooling not in POOLINGS:
-            raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        hop = hop or self.window
-        if hop % self.per_position or not 0 < hop <= self.window:
-            raise ConfigError(f"hop must be a multiple of {self.per_position} frames and at most the window "
-                              f"({self.window} frames), got {hop}")
-        if layer is not None and not -self.n_layers - 1 <= layer <= self.n_layers:
-            raise ConfigError(f"layer must be in 0..{self.n_layers} (or -1, or all), got {layer}")
+        hop = self.check(layer=layer, pooling=pooling, hop=hop)
         acc = _Accumulator(hop // self.per_position, write)
         batch: list[tuple[int, np.ndarray]] = []
 
