@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mirformer.datasets.base import Track
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
@@ -56,3 +58,38 @@ def crash_once(monkeypatch):
         return starts
 
     return arm
+
+
+@pytest.fixture
+def tracks(tmp_path, write_tone):
+    """Tones of 1, 2, 1.5 and 3 s at 8 kHz, and an empty file."""
+    out = []
+    for i, seconds in enumerate([1.0, 2.0, 1.5, 3.0]):
+        p = write_tone(tmp_path / f"t{i}.wav", seconds=seconds, sr=8000, freq=200 + 100 * i)
+        out.append(Track(f"t{i}", p, "train", "a"))
+    (tmp_path / "bad.wav").write_bytes(b"")
+    out.append(Track("bad", tmp_path / "bad.wav", "train", "a"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fma_root(tmp_path_factory):
+    """A ten-track FMA in its real layout (``fma_layout``), bad files included."""
+    from fma_layout import build_fma
+
+    return build_fma(tmp_path_factory.mktemp("fma"))
+
+
+@pytest.fixture
+def vq_tracks(tmp_path):
+    """Eight 2 s modulated tones at 8 kHz, six to train and two to validate a tiny VQ-VAE on."""
+    rng = np.random.default_rng(0)
+    out = {"train": [], "validation": []}
+    t = np.arange(8000 * 2) / 8000
+    for i in range(8):
+        f = 100 * (i + 1)
+        y = 0.4 * np.sin(2 * np.pi * f * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.normal(size=t.size)
+        path = tmp_path / f"c{i}.wav"
+        sf.write(path, y, 8000)
+        out["train" if i < 6 else "validation"].append(Track(f"c{i}", path, "train" if i < 6 else "validation"))
+    return out

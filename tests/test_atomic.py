@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from mirformer.training.fit import TrainerConfig, fit_stage
+from helpers import fit_wide
 
 TESTS = Path(__file__).parent
 WRITERS = {
@@ -85,44 +85,18 @@ def test_killed_writer_leaves_the_previous_file_whole(tmp_path, writer):
     assert [p.name for p in tmp_path.iterdir() if p != target and not p.name.startswith(".")] == []
 
 
-class Wide(L.LightningModule):
-    """A 16M-parameter linear map (a 200 MB checkpoint with Adam's moments), so writes take a while."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = torch.nn.Linear(2048, 2048)
-
-    def training_step(self, batch, batch_idx):
-        return self.net(batch[0]).pow(2).mean()
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val/loss", self.net(batch[0]).pow(2).mean())
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-4)
-
-
-def _fit_wide(stage_dir: Path, epochs: int) -> list[dict]:
-    data = TensorDataset(torch.randn(4, 2048))
-    rows, _ = fit_stage(Wide(), DataLoader(data, batch_size=4), DataLoader(data, batch_size=4), stage_dir=stage_dir,
-                        epochs=epochs, monitor="val/loss", mode="min",
-                        trainer_cfg=TrainerConfig(accelerator="cpu", devices=1, progress=False), seed=0)
-    return rows
-
-
 # The child announces each epoch whose checkpoints are written (at the end of the epoch).
 CHILD = """import sys
 from pathlib import Path
 import mirformer.training.fit as fit
-from test_atomic import _fit_wide
+from helpers import fit_wide
 
 def announce(self, trainer, pl_module):
     if trainer.current_epoch > 0:
         print("checkpointed", trainer.current_epoch - 1, flush=True)
 
 fit.History.on_train_epoch_start = announce  # a method, not a subclass: the checkpoint keeps its keys
-_fit_wide(Path(sys.argv[1]), 1000)
+fit_wide(Path(sys.argv[1]), 1000)
 """
 
 
@@ -132,6 +106,6 @@ def test_stage_killed_while_checkpointing_resumes(tmp_path):
     _kill_mid_write([sys.executable, "-c", CHILD, str(stage)], stage / "checkpoints",
                     stage / "checkpoints" / "last.ckpt", "checkpointed")
     last = torch.load(stage / "checkpoints" / "last.ckpt", weights_only=True)  # whole, not truncated
-    rows = _fit_wide(stage, last["epoch"] + 3)
+    rows = fit_wide(stage, last["epoch"] + 3)
     assert [r["epoch"] for r in rows] == list(range(last["epoch"] + 3))
     assert torch.load(stage / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == last["epoch"] + 2

@@ -5,7 +5,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from mirformer.datasets.base import Track
 from mirformer.errors import ConfigError
-from mirformer.experiments.baseline import _class_weights, _split_metrics, mfcc_summary, run_mfcc_baseline
+from mirformer.kinds.mfcc_linear import MFCCLinear, MFCCLinearConfig, mfcc_summary
+from mirformer.tasks.classification import Classification, class_weights
 
 SR = 22050
 CLASSES = ["low", "mid", "high"]
@@ -46,9 +47,15 @@ def corpus(tmp_path_factory):
     return tracks
 
 
+def run_baseline(tracks, workers=1):
+    task = Classification(CLASSES)
+    task.fit([t for t in tracks if t.split == "train"])
+    return MFCCLinear().fit(tracks, task, MFCCLinearConfig(sample_rate=SR), workers=workers, progress=False)[0]
+
+
 @pytest.fixture(scope="module")
 def result(corpus):
-    return run_mfcc_baseline(corpus, classes=CLASSES, progress=False)
+    return run_baseline(corpus)
 
 
 def _f1_from_confusion(cm: np.ndarray) -> float:
@@ -103,7 +110,7 @@ def test_metrics_match_confusion(result):
 
 @pytest.mark.slow  # each worker process pays librosa's first-call start-up (~3 s)
 def test_parallel_matches_serial(corpus, result):
-    parallel = run_mfcc_baseline(corpus, classes=CLASSES, workers=2, progress=False)
+    parallel = run_baseline(corpus, workers=2)
     assert parallel["skipped"] == result["skipped"] and parallel["selected"] == result["selected"]
     for split, m in result["splits"].items():
         p = parallel["splits"][split]
@@ -113,27 +120,17 @@ def test_parallel_matches_serial(corpus, result):
             assert p[key] == pytest.approx(m[key], rel=1e-6)
 
 
-class _FixedModel:
-    """Stands in for the fitted pipeline: fixed probabilities over the classes seen in train."""
-
-    def __init__(self, proba, classes):
-        self.proba, self.classes_ = np.asarray(proba), np.asarray(classes)
-
-    def predict_proba(self, X):
-        return self.proba
-
-    def predict(self, X):
-        return self.classes_[self.proba.argmax(axis=1)]
-
-
 def test_loss_is_weighted_cross_entropy():
-    """The loss the neural setups report: torch's cross_entropy(weight=w), written out."""
-    y_train = np.array([0, 0, 0, 0, 1, 1])  # class 2 absent from train: weight 0, no proba column
-    weights = _class_weights(y_train, 3)
+    """The loss the neural setups report, from the baseline's log-probabilities: torch's
+    cross_entropy(weight=w), written out."""
+    y_train = np.array([0, 0, 0, 0, 1, 1])  # class 2 absent from train: weight 0
+    weights = class_weights(y_train, 3)
     assert weights == pytest.approx([0.5, 1.0, 0.0])
-    proba = np.array([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4], [0.1, 0.9]])
+    task = Classification(CLASSES)
+    task.weights = weights
+    logp = np.log(np.array([[0.7, 0.3, 1e-30], [0.2, 0.8, 1e-30], [0.6, 0.4, 1e-30], [0.1, 0.9, 1e-30]]))
     y = np.array([0, 1, 1, 2])
-    m = _split_metrics(_FixedModel(proba, [0, 1]), np.zeros((4, 1)), y, weights)
+    m = task.metrics(logp, y)
     nll = -np.log([0.7, 0.8, 0.4])  # the class-2 track has weight 0 and drops out
     expected = (0.5 * nll[0] + 1.0 * nll[1] + 1.0 * nll[2]) / (0.5 + 1.0 + 1.0)
     assert m["loss"] == pytest.approx(expected)
@@ -155,10 +152,10 @@ def test_bad_tracks_raise(corpus, change, match):
     t = corpus[0]
     bad = Track(t.id, t.path, change.get("split", t.split), change.get("label", t.label))
     with pytest.raises(ConfigError, match=match):
-        run_mfcc_baseline([bad, *corpus[1:]], classes=CLASSES, progress=False)
+        run_baseline([bad, *corpus[1:]])
 
 
 def test_empty_split_raises(corpus):
     kept = [t for t in corpus if t.split != "validation"]
     with pytest.raises(ConfigError, match="'validation' has no usable files"):
-        run_mfcc_baseline(kept, classes=CLASSES, progress=False)
+        run_baseline(kept)

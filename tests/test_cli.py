@@ -9,26 +9,7 @@ import pytest
 
 from mirformer.cli import main
 from mirformer.experiments.config import SETUPS
-
-TINY_DATA = ('data.options={"preset": "quickstart", "config": {"clip_seconds": 3.0, "sample_rate": 16000, '
-             '"max_scores_per_class": 4, "max_clips_per_score": 2, '
-             '"classes": ["bach_chorale", "fiddle_tunes", "folk_china"]}}')
-TINY_RUN = [
-    "--set", TINY_DATA,
-    "--set", "mel={sample_rate: 16000, n_fft: 512, hop_length: 256, n_mels: 32, ref: max}",
-    "--set", "encoder={d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_len: 256}",
-    "--set", "snippet_frames=48",
-    "--set", "mask.block_frames=4",
-    "--set", "pretrain.epochs=2", "--set", "finetune.epochs=2", "--set", "scratch.epochs=2",
-    "--set", "workers=1",
-    # A tiny one-level VQ-VAE with hop 256: tokens at the mel frame rate, so windows of 48 both.
-    "--set", "tokenizer.train={vqvae: {sample_rate: 16000, downs_t: [8], width: 8, depth: 1, emb_width: 8, "
-             "l_bins: 32}, epochs: 1, crop_seconds: 0.5, crops_per_track: 1, batch_size: 4, bandwidth_seconds: 5}",
-    # The thesis' six setups and the baseline (the quickstart preset also runs Patchifier).
-    "--set", "setups=[" + ", ".join(SETUPS) + "]",
-    "--set", "evidence={n_resamples: 200, n_permutations: 200}",  # the report's intervals, quickly
-]
-
+from helpers import TINY_DATA, TINY_RUN, random_vqvae
 
 @pytest.mark.slow
 def test_compare_end_to_end_then_reuse(tmp_path, capsys):
@@ -42,7 +23,7 @@ def test_compare_end_to_end_then_reuse(tmp_path, capsys):
     for kind in ("spectroformer", "tokenformer", "codebookformer"):
         ft = results["setups"][f"{kind}-pretrained-finetuned"]
         assert ft["model"] == kind and len(ft["history"]) == 2 and len(ft["pretrain_history"]) == 2
-    tokenizer = results["tokenizer"]
+    tokenizer = results["representations"]["tokens"]["about"]
     assert tokenizer["source"] == "trained on the training split" and tokenizer["hop_length"] == 256
     assert tokenizer["vocab_size"] == 32 and 1 <= tokenizer["codes_used"] <= 32 and tokenizer["window_frames"] == 48
     assert 0.0 <= tokenizer["entropy_bits"] <= 5.0
@@ -63,7 +44,9 @@ def test_compare_end_to_end_then_reuse(tmp_path, capsys):
     assert tokenizer["epochs"] == 1 and tokenizer["val_loss"] > 0
     # Every setup, the baseline included, saved its clip outputs; the metrics, intervals and
     # paired tests are recomputed from the run folder alone.
-    from mirformer.experiments.evidence import evidence_of_run, load_outputs, macro_f1
+    from mirformer.experiments.outputs import load_outputs
+    from mirformer.experiments.questions import evidence_of_run
+    from mirformer.tasks.classification import macro_f1
 
     for setup in results["setups"].values():
         ids, y, outputs = load_outputs(out / setup["outputs"])
@@ -73,7 +56,7 @@ def test_compare_end_to_end_then_reuse(tmp_path, capsys):
     assert set(evidence["intervals"]) == set(SETUPS) and evidence["n_resamples"] == 200
     assert {t["question"] for t in evidence["paired"]} == {
         "against the MFCC baseline", "does pretraining help?", "does the log-mel model beat the token models?",
-        "is the best setup ahead of the others?"}
+        "is the best setup (on validation) ahead of the others?"}
     assert evidence_of_run(results, out, n_resamples=200, n_permutations=200) == evidence
     assert "## How sure: intervals and paired tests" in report and (out / "forest.png").exists()
     # A second run reuses every finished stage and gives the same table.
@@ -107,23 +90,8 @@ def test_extract_mel_cli(tmp_path, write_tone, capsys):
     assert y.shape == (1 + 22050 // 512, 128) and abs(y.max()) < 1e-4
 
 
-def _random_vqvae(path):
-    import torch
-
-    from mirformer.representations.vqvae.checkpoint import save_vqvae
-    from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
-
-    torch.manual_seed(0)
-    model = VQVAE(VQVAEConfig(sample_rate=8000, levels=2, downs_t=(2, 1), strides_t=(2, 2), emb_width=8, l_bins=32,
-                              width=8, depth=2, multipliers=(1, 1)))
-    model.bottleneck.level_blocks[0].k.normal_()
-    model.bottleneck.level_blocks[1].k.normal_()
-    save_vqvae(model, path)
-    return path
-
-
 def test_extract_tokens_and_codebooks_cli(tmp_path, write_tone, capsys):
-    ckpt = _random_vqvae(tmp_path / "vq.pth.tar")
+    ckpt = random_vqvae(tmp_path / "vq.pth.tar")
     a = write_tone(tmp_path / "a.flac", seconds=1.0, sr=44100, channels=2)  # resampled to 8 kHz, downmixed
     # Without --level, the top level (1 here: hop 8).
     assert main(["extract", "tokens", str(a), "--vqvae", str(ckpt), "--out", str(tmp_path / "t")]) == 0
@@ -136,7 +104,7 @@ def test_extract_tokens_and_codebooks_cli(tmp_path, write_tone, capsys):
 
 
 def test_probe_invariance_cli(tmp_path, write_tone, capsys):
-    ckpt = _random_vqvae(tmp_path / "vq.pth.tar")
+    ckpt = random_vqvae(tmp_path / "vq.pth.tar")
     a = write_tone(tmp_path / "a.wav", seconds=1.0, sr=8000, freq=330)
     assert main(["probe-invariance", str(a), "--vqvae", str(ckpt), "--out", str(tmp_path / "p"),
                  "--n-fft", "512", "--hop", "128", "--n-mels", "32"]) == 0
@@ -166,17 +134,17 @@ def test_train_vqvae_cli_then_extract_tokens(tmp_path, write_tone):
 @pytest.mark.slow
 def test_compare_with_a_given_tokenizer_checkpoint(tmp_path, capsys):
     """An official-layout checkpoint is used as is, at its top level; no VQ-VAE is trained."""
-    ckpt = _random_vqvae(tmp_path / "vqvae.pth.tar")  # 8 kHz, levels with hops 4 and 8
+    ckpt = random_vqvae(tmp_path / "vqvae.pth.tar")  # 8 kHz, levels with hops 4 and 8
     run = ["compare", "--preset", "quickstart", *TINY_RUN, "--set", f"tokenizer.checkpoint={ckpt}",
            "--set", "setups=[codebookformer-scratch]", "--out", str(tmp_path / "run"), "--quiet"]
     # By default token windows cover the seconds of the mel windows: 48 frames at 16000 / 256 Hz
     # = 0.768 s = 768 tokens at 1 kHz, longer than this encoder's positions.
     assert main(run) == 2
-    assert "tokens: windows of 768 frames exceed encoder.max_len=256" in capsys.readouterr().err
-    assert main([*run, "--set", "token_snippet_frames=64"]) == 0
+    assert "codebookformer: windows of 768 frames exceed encoder.max_len=256" in capsys.readouterr().err
+    assert main([*run, "--set", "codebookformer.window=64"]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert list(results["setups"]) == ["codebookformer-scratch"]
-    t = results["tokenizer"]
+    t = results["representations"]["tokens"]["about"]
     assert t["source"] == "from the given checkpoint" and t["checkpoint"] == str(ckpt)
     assert (t["level"], t["hop_length"], t["sample_rate"], t["vocab_size"], t["window_frames"]) == (1, 8, 8000, 32, 64)
     assert not (Path(os.environ["MIRFORMER_HOME"]) / "runs" / "vqvae").exists()  # nothing was trained
@@ -187,7 +155,7 @@ def test_tokenizer_settings_are_checked_before_any_heavy_work(tmp_path, capsys):
     run = ["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(tmp_path / "run"), "--quiet"]
     # Hop 16 at 16 kHz: 1000 tokens/s, so a 0.768 s window is 768 tokens, beyond max_len 256.
     assert main([*run, "--set", "tokenizer.train.vqvae.downs_t=[4]"]) == 2
-    assert "tokens: windows of 768 frames exceed encoder.max_len=256" in capsys.readouterr().err
+    assert "tokenformer: windows of 768 frames exceed encoder.max_len=256" in capsys.readouterr().err
     assert main([*run, "--set", "tokenizer.level=1"]) == 2
     assert "tokenizer.level=1 does not exist" in capsys.readouterr().err
     home = Path(os.environ["MIRFORMER_HOME"])

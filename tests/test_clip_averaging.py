@@ -15,17 +15,17 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from mirformer.config import parse_overrides
-from mirformer.experiments.compare import Comparison
-from mirformer.experiments.config import resolve
-from mirformer.experiments.evidence import load_outputs
+from mirformer.config_tree import parse_overrides
+from mirformer.experiments.downstream import score
+from mirformer.experiments.outputs import load_outputs
+from mirformer.experiments.prepare import prepare
+from mirformer.experiments.presets import resolve
 from mirformer.representations.store import FeatureStore
-from mirformer.tasks import Regression, regression_metrics
-from mirformer.training.evaluate import predict_clips
+from mirformer.tasks.regression import Regression
+from mirformer.training.predict import predict_clips
 from mirformer.training.modules import DownstreamModule, OptimConfig
 from mirformer.training.snippets import CentredSnippets, TiledSnippets, window_starts
-from test_downstream_tasks import TINY
-from test_store import FrameStats, tracks  # noqa: F401  (fixture: 1, 2, 1.5 and 3 s tones, one bad file)
+from helpers import TINY, FrameStats
 
 
 class FirstFrame(nn.Module):
@@ -51,7 +51,7 @@ def expected_clip_outputs(store, ids, length, mean, std, n) -> torch.Tensor:
     return torch.tensor(np.array(rows), dtype=torch.float32)
 
 
-def test_predict_clips_averages_each_clips_windows(tmp_path, tracks):  # noqa: F811
+def test_predict_clips_averages_each_clips_windows(tmp_path, tracks):
     store = FeatureStore(tmp_path, "toy", FrameStats())
     store.extract(tracks, progress=False)
     ids = ["t3", "t0", "t2", "t1"]  # not the store's order; 31, 62, 46 and 93 frames
@@ -63,7 +63,7 @@ def test_predict_clips_averages_each_clips_windows(tmp_path, tracks):  # noqa: F
     torch.testing.assert_close(outputs, expected_clip_outputs(store, ids, 20, mean, std, 2))
 
 
-def test_centred_validation_reads_one_middle_window_per_clip(tmp_path, tracks):  # noqa: F811
+def test_centred_validation_reads_one_middle_window_per_clip(tmp_path, tracks):
     store = FeatureStore(tmp_path, "toy", FrameStats())
     store.extract(tracks, progress=False)
     ids = ["t3", "t0", "t2", "t1"]  # 31, 62, 46 and 93 frames
@@ -79,18 +79,17 @@ def test_centred_validation_reads_one_middle_window_per_clip(tmp_path, tracks): 
         assert item["track"] == i and item["y"] == i and int(item["pad"].sum()) == 40 - real
 
 
-def test_validation_metrics_use_clip_averages(tmp_path, tracks):  # noqa: F811
+def test_validation_metrics_use_clip_averages(tmp_path, tracks):
     store = FeatureStore(tmp_path, "toy", FrameStats())
     store.extract(tracks, progress=False)
     ids = ["t2", "t0", "t3", "t1"]
     targets = torch.tensor([[0.5, -1.0], [2.0, 0.0], [-1.5, 1.0], [0.0, 2.5]])
     task = Regression(["energy", "zcr"])
-    module = DownstreamModule(FirstFrame(2), task=task, optim=OptimConfig(lr=1e-3), n_val_tracks=4,
-                              val_targets=targets)
+    module = DownstreamModule(FirstFrame(2), task=task, optim=OptimConfig(lr=1e-3), val_targets=targets.numpy())
     windows = TiledSnippets(store, ids, list(targets.numpy()), length=20)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     logged = trainer.validate(module, DataLoader(windows, batch_size=3), verbose=False)[0]
-    expected = regression_metrics(expected_clip_outputs(store, ids, 20, 0.0, 1.0, 2), targets, names=task.names)
+    expected = task.metrics(expected_clip_outputs(store, ids, 20, 0.0, 1.0, 2).numpy(), targets.numpy())
     assert logged["val/loss"] == torch.tensor(expected["loss"]).item()
     assert abs(logged["val/r2"] - expected["r2"]) < 1e-6
 
@@ -111,27 +110,26 @@ def test_predictions_csv_lines_up_clip_averages_with_track_ids(tmp_path):
     sets = [v for k, v in zip(TINY, TINY[1:]) if k == "--set"]
     cfg = resolve("quickstart", parse_overrides([*sets, "data.name=csv", f"data.root={_manifest(tmp_path)}",
                                                  "setups=[spectroformer-scratch]", "trainer.progress=false"]))
-    cmp = Comparison(cfg, tmp_path / "run", progress=False)
-    cmp.prepare_data()
-    mel = cmp.inputs["mel"]
+    prepared = prepare(cfg, progress=False)
+    mel = prepared.inputs["mel"]
     stage = tmp_path / "run" / "stage"
-    result = cmp.evaluate(FirstFrame(2), stage, "spectroformer")
+    result = score(FirstFrame(2), prepared, mel, stage, tmp_path / "run")
 
     with open(stage / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     for split in ("train", "validation", "test"):
-        tracks = cmp.tracks[split]
+        tracks = prepared.tracks[split]
         ids = [t.id for t in tracks]
         assert [r["track_id"] for r in rows if r["split"] == split] == ids
-        expected = expected_clip_outputs(mel.store, ids, mel.length, mel.mean, mel.std, 2)
+        expected = expected_clip_outputs(mel.store, ids, mel.eval_window, mel.statistics.mean, mel.statistics.std, 2)
         written = torch.tensor([[float(v) for v in r["predicted"].split(";")] for r in rows if r["split"] == split])
         torch.testing.assert_close(written, expected, atol=6e-5, rtol=0)  # 4 decimals in the CSV
-        assert [r["target"] for r in rows if r["split"] == split] == [cmp.task.describe(t) for t in tracks]
+        assert [r["target"] for r in rows if r["split"] == split] == [prepared.task.describe(t) for t in tracks]
         saved_ids, saved_targets, saved = load_outputs(tmp_path / "run" / result["outputs"], split)
         assert saved_ids.tolist() == ids  # the clip outputs the report's intervals are computed from
         torch.testing.assert_close(torch.from_numpy(saved), expected, atol=1e-6, rtol=0)
-        np.testing.assert_array_equal(saved_targets, cmp.task.targets(tracks).numpy())
-        metrics = regression_metrics(expected, cmp.task.targets(tracks), names=cmp.task.names)
+        np.testing.assert_array_equal(saved_targets, prepared.task.targets(tracks))
+        metrics = prepared.task.metrics(expected.numpy(), prepared.task.targets(tracks))
         assert abs(result["splits"][split]["r2"] - metrics["r2"]) < 1e-5
-    counts = {len(window_starts(mel.store.entry(t.id).n_frames, mel.length)) for t in cmp.tracks["test"]}
+    counts = {len(window_starts(mel.store.entry(t.id).n_frames, mel.eval_window)) for t in prepared.tracks["test"]}
     assert len(counts) == 4  # every test clip has its own number of windows

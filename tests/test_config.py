@@ -1,8 +1,11 @@
 import pytest
 
 from mirformer.errors import ConfigError
-from mirformer.experiments.compare import config_hash
-from mirformer.experiments.config import SETUPS, resolve
+from mirformer.experiments.config import SETUPS, CompareConfig
+from mirformer.experiments.presets import PRESETS, resolve
+from mirformer.experiments.run import config_hash
+from mirformer.kinds import KINDS
+from mirformer.representations import REPRESENTATIONS
 
 
 def test_run_folder_key_follows_results_not_display():
@@ -45,14 +48,16 @@ def test_thesis_preset_is_the_thesis_tables_3_to_5():
     assert (cfg.data.name, cfg.data.options) == ("fma", {"subset": "medium", "labels": "genre_top"})
     e = cfg.encoder
     assert (e.d_model, e.n_layers, e.n_heads, e.d_ff, e.dropout) == (768, 4, 12, 3072, 0.1)
-    assert cfg.snippet_frames == 1344 and cfg.token_snippet_frames is None  # tokens: the same 3.9 s
+    # Windows of 1344 frames (3.9 s) for log-mel and for tokens at Jukebox's top-level hop.
+    assert [KINDS[k].input(cfg).frames(cfg) for k in ("spectroformer", "tokenformer")] == [(1344, 1344)] * 2
     assert (cfg.mel.sample_rate, cfg.mel.n_fft, cfg.mel.hop_length, cfg.mel.n_mels) == (44100, 512, 128, 86)
     assert cfg.pretrain.batch_size == 64 and cfg.pretrain.optim.warmup == 8000 and cfg.pretrain.optim.lr is None
     assert cfg.pretrain.epochs * -(-19922 // 64) == pytest.approx(156_000, rel=0.01)  # 156k steps
     assert (cfg.finetune.grid.batch_size, cfg.finetune.grid.lr) == ([16, 32], [2e-5, 5e-5])
     assert cfg.finetune.epochs == 40 and cfg.finetune.strategy == "full"
     assert cfg.tokenizer.level is None  # a given vqvae.pth.tar: Jukebox's top level, hop 128
-    assert cfg.token_mask.choose_ratio == 0.3 and cfg.mask.block_frames == 42
+    assert cfg.tokenformer.mask.choose_ratio == 0.3 and cfg.spectroformer.mask.block_frames == 42
+    assert cfg.mfcc_linear.sample_rate == cfg.mel.sample_rate
 
 
 @pytest.mark.parametrize("preset,dataset", [("gtzan", "gtzan"), ("mtat", "mtat"), ("emomusic", "emomusic")])
@@ -61,6 +66,28 @@ def test_benchmark_presets_pick_their_dataset_and_keep_tokens_at_the_mel_rate(pr
     assert cfg.data.name == dataset and cfg.finetune.grid.lr == [2e-5, 5e-5]
     vq = cfg.tokenizer.train.vqvae
     assert vq.sample_rate / vq.hop_lengths[-1] == cfg.mel.sample_rate / cfg.mel.hop_length
+    assert cfg.mfcc_linear.sample_rate == cfg.mel.sample_rate
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_keeps_its_windows(preset):
+    """The presets' windows in frames, from window_seconds: as they were when presets gave frames."""
+    cfg = resolve(preset)
+    frames = {"quickstart": 128, "patchifier-quickstart": 128, "styles-full": 256, "thesis-fma-medium": 1344,
+              "gtzan": 256, "mtat": 188, "emomusic": 256, "patchifier-paper": 256}[preset]
+    for kind in ("spectroformer", "tokenformer", "codebookformer"):
+        assert KINDS[kind].input(cfg).frames(cfg)[0] == frames
+
+
+def test_config_has_a_section_per_representation_and_kind():
+    """A kind's config and a representation's live under their own names; nothing else names them."""
+    cfg = CompareConfig()
+    for kind in KINDS.values():
+        assert isinstance(getattr(cfg, kind.config_key), kind.config_class)
+    for rep in REPRESENTATIONS.values():
+        if rep.config_key:
+            assert isinstance(getattr(cfg, rep.config_key), rep.config_class)
+    assert resolve("quickstart", {"patchifier": {"stage1": {"epochs": 3}}}).patchifier.stage1.epochs == 3
 
 
 def test_another_dataset_drops_the_presets_dataset_options():

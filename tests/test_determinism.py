@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from test_cli import TINY_RUN
+from helpers import TINY_RUN
 
 
 def _without_seconds(obj):
@@ -39,8 +39,8 @@ def test_two_runs_from_empty_caches_are_identical(tmp_path):
             p, weights_only=True)["state_dict"].values())).hexdigest() for p in sorted(run.glob("*/encoder.pt"))})
         runs.append((_without_seconds(json.loads(text)), files))
     (first, first_files), (second, second_files) = runs
-    assert first["tokenizer"]["sha1"] == second["tokenizer"]["sha1"]  # the trained VQ-VAE, byte for byte
+    assert first["representations"]["tokens"]["about"]["sha1"] == second["representations"]["tokens"]["about"]["sha1"]  # the trained VQ-VAE, byte for byte
     for results in (first, second):  # its folder is named after the dataset's location
-        results["tokenizer"].pop("checkpoint")
+        results["representations"]["tokens"]["about"].pop("checkpoint")
     assert first == second
     assert len(first_files) == 9 and first_files == second_files  # 6 downstream stages, 3 encoders

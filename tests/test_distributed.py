@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from mirformer.cli import main
-from mirformer.config import parse_overrides
-from mirformer.experiments.compare import Comparison
-from mirformer.experiments.config import resolve
+from mirformer.config_tree import parse_overrides
+from mirformer.experiments.downstream import Setup, downstream_module
+from mirformer.experiments.prepare import prepare
+from mirformer.experiments.presets import resolve
+from mirformer.kinds import KINDS
 from mirformer.representations.store import FeatureStore
-from mirformer.training.evaluate import predict_clips
+from mirformer.training.predict import predict_clips
 from mirformer.training.fit import TrainerConfig, load_module_weights, make_trainer
-from test_cli import TINY_RUN
-from test_patchifier import TINY_PATCHIFIER
-from test_store import FrameStats, tracks  # noqa: F401  (fixture)
+from helpers import TINY_PATCHIFIER, TINY_RUN, FrameStats
 
 SETUPS = ["spectroformer-pretrained-finetuned", "codebookformer-scratch", "patchifier-frozen-encoder", "mfcc-linear"]
 DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
@@ -75,33 +75,38 @@ def test_comparison_under_ddp_on_two_cpu_processes_then_resumed(tmp_path):
     os.environ["MIRFORMER_HOME"] = str(home)  # the same feature stores
     sets = [v for k, v in zip(_args(out), _args(out)[1:]) if k == "--set"]
     # The tokenizer the DDP run trained, given: a single process would otherwise train its own.
-    cfg = resolve("quickstart", parse_overrides([*sets, f"tokenizer.checkpoint={results['tokenizer']['checkpoint']}"]))
-    cmp = Comparison(cfg, tmp_path / "single", progress=False)
-    cmp.prepare_data()
+    tokenizer = results["representations"]["tokens"]["about"]["checkpoint"]
+    cfg = resolve("quickstart", parse_overrides([*sets, f"tokenizer.checkpoint={tokenizer}"]))
+    encoders = {kind: out / f"{kind}-pretrain{'-2' if kind == 'patchifier' else ''}" / "encoder.pt"
+                for kind in ("spectroformer", "patchifier")}
+    prepared = prepare(cfg, encoders=list(encoders.values()), progress=False)
+    task = prepared.task
     for name in SETUPS[:-1]:
-        setup = results["setups"][name]
+        result = results["setups"][name]
         with open(out / name / "predictions.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         for split in ("train", "validation", "test"):
             ids = [r["track_id"] for r in rows if r["split"] == split]
-            assert ids == [t.id for t in cmp.tracks[split]]  # each clip exactly once
-        kind = setup["model"]
+            assert ids == [t.id for t in prepared.tracks[split]]  # each clip exactly once
+        kind = KINDS[result["model"]]
         stage = cfg.scratch if name.endswith("scratch") else cfg.finetune
-        if setup.get("selected"):
-            stage = type(stage)(**{**stage.__dict__, "batch_size": setup["selected"]["batch_size"]})
-        module = cmp.downstream_module(kind, stage, None if name.endswith("scratch") else
-                                       out / f"{kind}-pretrain{'-2' if kind == 'patchifier' else ''}" / "encoder.pt")
-        load_module_weights(module, setup["checkpoint"])
-        outputs = predict_clips(module.model, cmp.tiled("test", kind))
-        assert cmp.task.metrics(outputs, cmp.task.targets(cmp.tracks["test"])) == setup["splits"]["test"], name
+        if result.get("selected"):
+            stage = type(stage)(**{**stage.__dict__, "batch_size": result["selected"]["batch_size"]})
+        encoder = None if name.endswith("scratch") else encoders[kind.name]
+        setup = Setup(name, kind, stage, encoder, kind.input(cfg).name if encoder is None else str(encoder))
+        module = downstream_module(setup, stage, prepared)
+        load_module_weights(module, result["checkpoint"])
+        inp = prepared.inputs[setup.input]
+        outputs = predict_clips(module.model, prepared.tiled("test", inp)).numpy()
+        assert task.metrics(outputs, task.targets(prepared.tracks["test"])) == result["splits"]["test"], name
         # Validation during training, split over the ranks, saw each of its windows once as well.
-        val = cmp.task.metrics(predict_clips(module.model, cmp.epoch_validation(kind)),
-                               cmp.task.targets(cmp.tracks["validation"]))
-        best = max(setup["history"], key=lambda row: row["val_macro_f1"])
+        val = task.metrics(predict_clips(module.model, prepared.epoch_validation(inp)).numpy(),
+                           task.targets(prepared.tracks["validation"]))
+        best = max(result["history"], key=lambda row: row["val_macro_f1"])
         assert (best["val_macro_f1"], best["val_loss"]) == pytest.approx((val["macro_f1"], val["loss"]), abs=1e-5), name
 
 
-def test_store_fills_in_shards_and_the_last_shard_consolidates(tmp_path, tracks):  # noqa: F811
+def test_store_fills_in_shards_and_the_last_shard_consolidates(tmp_path, tracks):
     one = FeatureStore(tmp_path / "one", "toy", FrameStats())
     one.extract(tracks, progress=False)
     sharded = FeatureStore(tmp_path / "sharded", "toy", FrameStats())

@@ -10,18 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import TINY
 from mirformer.cli import main
 
 SR = 16000
-TINY = [
-    "--set", "mel={sample_rate: 16000, n_fft: 512, hop_length: 256, n_mels: 32, ref: '1.0'}",
-    "--set", "encoder={d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_len: 256}",
-    "--set", "snippet_frames=48", "--set", "mask.block_frames=4",
-    "--set", "pretrain.epochs=2", "--set", "finetune.epochs=2", "--set", "scratch.epochs=2",
-    "--set", "workers=1",
-    "--set", "tokenizer.train={vqvae: {sample_rate: 16000, downs_t: [8], width: 8, depth: 1, emb_width: 8, "
-             "l_bins: 32}, epochs: 1, crop_seconds: 0.5, crops_per_track: 1, batch_size: 4, bandwidth_seconds: 5}",
-]
 
 
 def _manifest(root, task):

@@ -15,14 +15,14 @@ import torch
 import mirformer.hear as hear
 from mirformer.audio import load_audio
 from mirformer.cli import main
-from mirformer.config import parse_overrides
+from mirformer.config_tree import parse_overrides
 from mirformer.embed import Embedder, audio_blocks
 from mirformer.encoder_file import read_encoder
 from mirformer.errors import ConfigError
-from mirformer.experiments.config import resolve
-from mirformer.experiments.evaluate import run_pretrain
-from test_cli import TINY_RUN
-from test_patchifier import TINY_PATCHIFIER
+from mirformer.experiments.presets import resolve
+from mirformer.experiments.pretrain import run_pretrain
+from helpers import TINY_RUN
+from helpers import TINY_PATCHIFIER
 
 SR = 16000
 SETS = [v for k, v in zip(TINY_RUN, TINY_RUN[1:]) if k == "--set"]

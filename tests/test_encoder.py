@@ -23,7 +23,7 @@ def test_cls_is_prepended_not_overwriting_a_frame():
 
 def test_padding_is_not_attended_to():
     torch.manual_seed(0)
-    model = Former(kind="spectroformer", encoder=CFG, input_dim=8, n_classes=3).eval()
+    model = Former(frontend="projection", encoder=CFG, input_dim=8, n_classes=3).eval()
     x = torch.randn(1, 12, 8)
     pad = torch.zeros(1, 12, dtype=torch.bool)
     pad[:, 8:] = True
@@ -36,7 +36,7 @@ def test_padding_is_not_attended_to():
 
 
 def test_shapes_of_heads():
-    model = Former(kind="spectroformer", encoder=CFG, input_dim=8, n_classes=5)
+    model = Former(frontend="projection", encoder=CFG, input_dim=8, n_classes=5)
     x = torch.randn(3, 20, 8)
     assert model(x).shape == (3, 5)
     assert model.forward_pretrain(x).shape == (3, 20, 8)
@@ -44,7 +44,7 @@ def test_shapes_of_heads():
 
 def test_checkpoint_round_trip_and_head_swap(tmp_path):
     torch.manual_seed(0)
-    pre = Former(kind="spectroformer", encoder=CFG, input_dim=8, n_classes=0)
+    pre = Former(frontend="projection", encoder=CFG, input_dim=8, n_classes=0)
     pre.save(tmp_path / "enc.pt")
     same = load_former(tmp_path / "enc.pt")
     for (k, v), (k2, v2) in zip(pre.state_dict().items(), same.state_dict().items()):
@@ -55,7 +55,7 @@ def test_checkpoint_round_trip_and_head_swap(tmp_path):
 
 
 def test_mismatched_checkpoint_is_refused(tmp_path):
-    pre = Former(kind="spectroformer", encoder=CFG, input_dim=8)
+    pre = Former(frontend="projection", encoder=CFG, input_dim=8)
     state = pre.state_dict()
     state.pop("frontend.proj.weight")
     torch.save({"spec": pre.spec(), "state_dict": state}, tmp_path / "bad.pt")
@@ -70,7 +70,7 @@ def test_pickled_checkpoint_is_refused(tmp_path):
 
 
 def test_bf16_autocast_runs():
-    model = Former(kind="spectroformer", encoder=CFG, input_dim=8, n_classes=3)
+    model = Former(frontend="projection", encoder=CFG, input_dim=8, n_classes=3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(torch.randn(2, 16, 8))
     out.float().sum().backward()

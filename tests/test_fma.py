@@ -8,112 +8,44 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from fma_layout import NO_AUDIO, ROWS, TOP_GENRES, TRIMMED
 from mirformer.datasets.fma import FMA
 from mirformer.errors import ConfigError
 
-COLUMNS = {
-    "album": ["comments", "date_created", "date_released", "engineer", "favorites", "id", "information",
-              "listens", "producer", "tags", "title", "tracks", "type"],
-    "artist": ["active_year_begin", "active_year_end", "associated_labels", "bio", "comments", "date_created",
-               "favorites", "id", "latitude", "location", "longitude", "members", "name", "related_projects",
-               "tags", "website", "wikipedia_page"],
-    "set": ["split", "subset"],
-    "track": ["bit_rate", "comments", "composer", "date_created", "date_recorded", "duration", "favorites",
-              "genre_top", "genres", "genres_all", "information", "interest", "language_code", "license",
-              "listens", "lyricist", "number", "publisher", "tags", "title"],
-}
-TOP_GENRES = {38: "Experimental", 15: "Electronic", 12: "Rock", 1235: "Instrumental", 10: "Pop", 17: "Folk",
-              21: "Hip-Hop", 2: "International", 4: "Jazz", 5: "Classical", 9: "Country", 20: "Spoken",
-              3: "Blues", 14: "Soul-RnB", 8: "Old-Time / Historic", 13: "Easy Listening"}
-ROWS = [  # track id, subset, split, genre_top, genres, genres_all
-    (2, "small", "training", "Hip-Hop", [21], [21]),
-    (5, "small", "validation", "Hip-Hop", [21], [21]),
-    (10, "small", "test", "Pop", [10], [10]),
-    (140, "small", "training", "Folk", [17], [17]),  # no audio file
-    (1486, "medium", "training", "Rock", [25], [12, 25]),  # badly trimmed: a 0.5 s file
-    (3573, "medium", "test", "Folk", [17], [17]),
-    (99134, "medium", "test", "Electronic", [15], [15]),  # truncated file
-    (133297, "medium", "validation", "Rock", [12], [12]),  # empty file
-    (200, "large", "training", None, [38, 1235], [38, 1235]),  # no single top genre
-    (300, "large", "test", "Rock", [12], [12]),
-]
-NO_AUDIO = "listed as holding no audio in FMA"
-TRIMMED = "listed as badly trimmed in mdeff/fma#8"
-
-
-def write_tracks_csv(path):
-    cells = []
-    for number, subset, split, top, genres, genres_all in ROWS:
-        row = {col: np.nan for col in [(g, c) for g, cs in COLUMNS.items() for c in cs]}
-        row.update({("album", "id"): number * 10, ("album", "tags"): "[]", ("artist", "name"): f"Artist {number}",
-                    ("artist", "tags"): "['noise', 'lo-fi']", ("set", "split"): split, ("set", "subset"): subset,
-                    ("track", "date_created"): "2008-11-26 01:44:45", ("track", "duration"): 30 + number % 7,
-                    ("track", "genre_top"): top, ("track", "genres"): str(genres),
-                    ("track", "genres_all"): str(genres_all), ("track", "tags"): "[]",
-                    ("track", "title"): f"Song, number {number}"})
-        cells.append(row)
-    df = pd.DataFrame(cells, index=pd.Index([r[0] for r in ROWS], name="track_id"))
-    df.columns = pd.MultiIndex.from_tuples(df.columns)
-    df.to_csv(path)
-
-
-def write_genres_csv(path):
-    rows = [(gid, 100, 0, title, gid) for gid, title in TOP_GENRES.items()] + [(25, 50, 12, "Punk", 12)]
-    pd.DataFrame(rows, columns=["genre_id", "#tracks", "parent", "title", "top_level"]).to_csv(path, index=False)
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fma")
-    (root / "fma_metadata").mkdir()
-    write_tracks_csv(root / "fma_metadata" / "tracks.csv")
-    write_genres_csv(root / "fma_metadata" / "genres.csv")
-    noise = 0.3 * np.random.default_rng(0).standard_normal(32000)
-    audio = root / "fma_medium"
-    for tid, seconds in [("000002", 2), ("000005", 2), ("000010", 2), ("003573", 2), ("001486", 0.5)]:
-        (audio / tid[:3]).mkdir(parents=True, exist_ok=True)
-        sf.write(audio / tid[:3] / f"{tid}.mp3", noise[:int(seconds * 16000)], 16000, format="MP3")
-    (audio / "099").mkdir()
-    (audio / "099" / "099134.mp3").write_bytes((audio / "000" / "000002.mp3").read_bytes()[:300])
-    (audio / "133").mkdir()
-    (audio / "133" / "133297.mp3").write_bytes(b"")
-    return root
-
-
-def test_tracks_csv_has_three_header_lines(root):
-    lines = (root / "fma_metadata" / "tracks.csv").read_text().splitlines()
+def test_tracks_csv_has_three_header_lines(fma_root):
+    lines = (fma_root / "fma_metadata" / "tracks.csv").read_text().splitlines()
     assert lines[0].startswith(",album,album,") and ",album,artist," in lines[0] and ",set,set,track," in lines[0]
     assert lines[1].startswith(",comments,date_created,date_released,engineer,")
     assert lines[2] == "track_id" + "," * 52
     assert lines[3].startswith("2,")
 
 
-def test_subsets_nest(root):
-    ids = {subset: [t.id for t in FMA(root, subset=subset).tracks()] for subset in ("small", "medium", "large", "full")}
+def test_subsets_nest(fma_root):
+    ids = {subset: [t.id for t in FMA(fma_root, subset=subset).tracks()] for subset in ("small", "medium", "large", "full")}
     assert ids["small"] == ["000002", "000005", "000010", "000140"]
     assert ids["medium"] == ["000002", "000005", "000010", "000140", "001486", "003573", "099134", "133297"]
     # large adds 000300; 000200 has no top genre, so genre_top leaves it out.
     assert ids["large"] == ids["full"] == sorted(ids["medium"] + ["000300"])
 
 
-def test_splits_labels_paths_and_meta(root):
-    fma = FMA(root)
+def test_splits_labels_paths_and_meta(fma_root):
+    fma = FMA(fma_root)
     assert fma.task == "classification"
     tracks = {t.id: t for t in fma.tracks()}
     assert {tid: (t.split, t.label) for tid, t in tracks.items()} == {
         "000002": ("train", "Hip-Hop"), "000005": ("validation", "Hip-Hop"), "000010": ("test", "Pop"),
         "000140": ("train", "Folk"), "001486": ("train", "Rock"), "003573": ("test", "Folk"),
         "099134": ("test", "Electronic"), "133297": ("validation", "Rock")}
-    assert tracks["001486"].path == root.absolute() / "fma_medium" / "001" / "001486.mp3"
+    assert tracks["001486"].path == fma_root.absolute() / "fma_medium" / "001" / "001486.mp3"
     assert tracks["001486"].path.is_absolute()
     assert tracks["001486"].meta == {"artist": "Artist 1486", "album_id": 14860, "duration": 30.0 + 1486 % 7,
                                      "genres": (25,), "genres_all": (12, 25)}
     assert fma.classes() == ["Electronic", "Folk", "Hip-Hop", "Pop", "Rock"]
-    assert [t.path for t in FMA(root, subset="full").tracks()][0] == root.absolute() / "fma_full" / "000" / "000002.mp3"
+    assert [t.path for t in FMA(fma_root, subset="full").tracks()][0] == fma_root.absolute() / "fma_full" / "000" / "000002.mp3"
 
 
-def test_genres_all_tags_are_genre_titles(root):
-    fma = FMA(root, subset="large", labels="genres_all")
+def test_genres_all_tags_are_genre_titles(fma_root):
+    fma = FMA(fma_root, subset="large", labels="genres_all")
     assert fma.task == "tagging"
     labels = {t.id: t.labels for t in fma.tracks()}
     assert len(labels) == 10  # the track without a top genre is kept
@@ -123,8 +55,8 @@ def test_genres_all_tags_are_genre_titles(root):
     assert fma.classes() == ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "Pop", "Punk", "Rock"]
 
 
-def test_validate_reports_bad_files_without_raising(root):
-    report = FMA(root).validate(sr=16000, min_seconds=1.0, progress=False)
+def test_validate_reports_bad_files_without_raising(fma_root):
+    report = FMA(fma_root).validate(sr=16000, min_seconds=1.0, progress=False)
     assert report.n_tracks == 8
     assert set(report.bad) == {"000140", "001486", "099134", "133297"}
     assert report.bad["000140"] == "file not found"
@@ -135,9 +67,9 @@ def test_validate_reports_bad_files_without_raising(root):
     # Good files far shorter than FMA's 30 s clips are flagged; so is a known-trimmed id that passes.
     short = "2.0 s, far shorter than fma's 30 s clips"
     assert report.flagged == {"000002": short, "000005": short, "000010": short, "003573": short}
-    kept = FMA(root).validate(sr=16000, min_seconds=0.25, progress=False)
+    kept = FMA(fma_root).validate(sr=16000, min_seconds=0.25, progress=False)
     assert "001486" not in kept.bad and kept.flagged["001486"] == f"0.5 s, far shorter than fma's 30 s clips; {TRIMMED}"
-    assert FMA(root, subset="full").flag("000002", 2.0) is None  # fma_full holds whole tracks
+    assert FMA(fma_root, subset="full").flag("000002", 2.0) is None  # fma_full holds whole tracks
 
 
 def test_known_bad_uses_padded_ids():
@@ -146,13 +78,13 @@ def test_known_bad_uses_padded_ids():
     assert FMA.known_bad["099134"] == FMA.known_bad["108925"] == FMA.known_bad["133297"] == NO_AUDIO
 
 
-def test_audio_and_metadata_dirs(root, tmp_path):
-    fma = FMA(tmp_path, subset="small", audio_dir=root / "fma_medium", metadata_dir=root / "fma_metadata")
-    assert [t.path for t in fma.tracks()][:2] == [root / "fma_medium" / "000" / "000002.mp3",
-                                                  root / "fma_medium" / "000" / "000005.mp3"]
+def test_audio_and_metadata_dirs(fma_root, tmp_path):
+    fma = FMA(tmp_path, subset="small", audio_dir=fma_root / "fma_medium", metadata_dir=fma_root / "fma_metadata")
+    assert [t.path for t in fma.tracks()][:2] == [fma_root / "fma_medium" / "000" / "000002.mp3",
+                                                  fma_root / "fma_medium" / "000" / "000005.mp3"]
 
 
-def test_missing_or_malformed_metadata_raises_config_error_naming_the_file(root, tmp_path):
+def test_missing_or_malformed_metadata_raises_config_error_naming_the_file(fma_root, tmp_path):
     path = tmp_path.absolute() / "fma_metadata" / "tracks.csv"
     with pytest.raises(ConfigError, match="tracks.csv") as info:
         FMA(tmp_path).tracks()
@@ -162,7 +94,7 @@ def test_missing_or_malformed_metadata_raises_config_error_naming_the_file(root,
     with pytest.raises(ConfigError, match="lacks columns") as info:
         FMA(tmp_path).tracks()
     assert str(path) in str(info.value)
-    (tmp_path / "fma_metadata" / "tracks.csv").write_bytes((root / "fma_metadata" / "tracks.csv").read_bytes())
+    (tmp_path / "fma_metadata" / "tracks.csv").write_bytes((fma_root / "fma_metadata" / "tracks.csv").read_bytes())
     FMA(tmp_path).tracks()  # genre_top does not need genres.csv
     with pytest.raises(ConfigError) as info:
         FMA(tmp_path, labels="genres_all").tracks()
@@ -170,6 +102,6 @@ def test_missing_or_malformed_metadata_raises_config_error_naming_the_file(root,
 
 
 @pytest.mark.parametrize("options", [{"subset": "tiny"}, {"labels": "genre"}])
-def test_unknown_option_raises_config_error(root, options):
+def test_unknown_option_raises_config_error(fma_root, options):
     with pytest.raises(ConfigError, match="unknown FMA"):
-        FMA(root, **options)
+        FMA(fma_root, **options)

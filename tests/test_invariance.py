@@ -9,12 +9,12 @@ from mirformer.errors import ConfigError
 from mirformer.experiments.invariance import (
     COLUMNS,
     add_noise,
-    compare,
+    change_between,
     load_signals,
     probe_invariance,
     shift,
     standard_transforms,
-    summarise,
+    summarise_transforms,
 )
 from mirformer.experiments.invariance_plot import write_invariance_report
 from mirformer.representations.mel import MelConfig, log_mel
@@ -114,9 +114,9 @@ def test_shift_and_noise_transforms():
     np.testing.assert_array_equal(noisy, add_noise(z, 40.0, seed=0))  # seeded
 
 
-def test_compare_counts_common_positions():
+def test_change_between_counts_common_positions():
     y = _signals()["noise.wav"]
-    row = compare(y, y[:-40], tokenizer=ToyTokenizer(), mel_config=MEL)
+    row = change_between(y, y[:-40], tokenizer=ToyTokenizer(), mel_config=MEL)
     assert row["n_tokens"] == (len(y) - 40) // 16 and row["token_agreement"] == 1.0
 
 
@@ -137,7 +137,7 @@ def test_standard_transforms_dedupe_shifts():
 
 
 def test_summarise(probe):
-    summary = summarise(probe)
+    summary = summarise_transforms(probe)
     assert list(summary.index) == list(probe["transform"].unique())
     assert (summary["n_files"] == 2).all()
     assert summary.loc["gain -6 dB", "mel_diff_db"] == pytest.approx(6.0, abs=1e-3)

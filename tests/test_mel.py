@@ -13,7 +13,7 @@ import soxr
 
 from mirformer.errors import ConfigError, MirformerError
 from mirformer.representations import mel
-from mirformer.representations.base import REPRESENTATIONS, get_representation
+from mirformer.representations import REPRESENTATIONS, representation_class
 from mirformer.representations.extract import extract_to_npy
 from mirformer.representations.mel import LIBROSA_DEFAULT, THESIS, LogMel, MelConfig, log_mel
 
@@ -132,7 +132,7 @@ def test_config_presets_and_ref_number():
 
 def test_logmel_is_registered_representation():
     assert REPRESENTATIONS["mel"] is LogMel
-    rep = get_representation("mel", n_mels=64, sample_rate=22050)
+    rep = representation_class("mel")(n_mels=64, sample_rate=22050)
     assert rep.config == MelConfig(n_mels=64, sample_rate=22050)
     assert (rep.dim, rep.sample_rate, rep.frames_per_second, rep.dtype) == (64, 22050, 22050 / 128, np.float32)
     assert LogMel().config == THESIS and LogMel(LIBROSA_DEFAULT).dim == 128

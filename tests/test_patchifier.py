@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from mirformer.cli import main
-from mirformer.config import parse_overrides
-from mirformer.experiments.config import resolve
+from mirformer.config_tree import parse_overrides
+from mirformer.experiments.presets import resolve
 from mirformer.kinds import KINDS
 from mirformer.models.encoder import EncoderConfig
 from mirformer.models.patchifier import (
@@ -30,20 +30,16 @@ from mirformer.objectives.patch_masking import (
     random_patch_mask,
     rescale_time,
 )
-from mirformer.tasks import Classification
+from mirformer.tasks.classification import Classification
 from mirformer.training.fit import TrainerConfig, fit_stage
 from mirformer.training.modules import DownstreamModule, OptimConfig
-from test_cli import TINY_RUN
+from helpers import TINY_PATCHIFIER, TINY_RUN
 
 TINY = PatchifierConfig(n_mels=32, filters=4, decoder_width=32,
                         encoder=EncoderConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=12,
                                               positions="learned", scale_inputs=False))
 TRAINER = TrainerConfig(accelerator="cpu", devices=1, progress=False, log_every_n_steps=1)
-# The tiny Patchifier for comparisons on TINY_RUN's data (16 kHz, hop 256: 32-frame patches of 0.5 s).
-TINY_PATCHIFIER = ("patchifier={model: {n_mels: 32, filters: 4, decoder_width: 32, encoder: {d_model: 32, "
-                   "n_layers: 1, n_heads: 2, d_ff: 64, max_len: 8}}, mel: {sample_rate: 16000, n_fft: 512, "
-                   "hop_length: 256, n_mels: 32, ref: max}, window_patches: 2, stage1: {epochs: 2, "
-                   "snippets_per_track: 4, batch_size: 16}, stage2: {epochs: 2, batch_size: 8}}")
+
 
 
 def test_patchify_and_unpatchify_are_exact_inverses():
@@ -172,8 +168,9 @@ def test_each_mode_freezes_what_it_says(tmp_path, mode):
     torch.manual_seed(0)
     items, y = _frozen_modes_data()
     model = Patchifier(TINY, n_classes=2)
-    module = DownstreamModule(model, task=Classification(["a", "b"]), optim=OptimConfig(lr=1e-2), n_val_tracks=len(items),
-                              val_targets=y, strategy=mode)
+    kind = KINDS["patchifier"]
+    module = DownstreamModule(model, task=Classification(["a", "b"]), optim=OptimConfig(lr=1e-2), val_targets=y,
+                              frozen=kind.freezes[mode] + kind.pretraining_only)
     groups = {name: {id(p) for part in parts for p in ([part] if isinstance(part, torch.nn.Parameter)
                                                           else part.parameters())}
               for name, parts in model.parts().items()}
@@ -196,35 +193,6 @@ def test_checkpoint_round_trip_and_fresh_head(tmp_path):
     fresh = load_patchifier(tmp_path / "p.pt", n_classes=5)
     assert fresh.head_kind == "pooler" and fresh.eval()(torch.randn(1, 64, 32)).shape == (1, 5)
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items() if not k.startswith("head."))
-
-
-def test_registry_builds_and_pretrains_every_kind():
-    """Every registered kind builds, runs its downstream forward and its pretraining objectives."""
-
-    class FakeTokens:
-        vocab_size, dim = 16, 0
-
-        def codebook(self):
-            return torch.randn(16, 8)
-
-    cfg = resolve("quickstart", parse_overrides([
-        "encoder={d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_len: 64}", "mel.n_mels=32", "snippet_frames=48",
-        "patchifier.model={n_mels: 32, filters: 4, decoder_width: 32, encoder: {d_model: 32, n_layers: 1, "
-        "n_heads: 2, d_ff: 64, max_len: 4}}", "patchifier.mel.n_mels=32", "patchifier.window_patches=2"]))
-    assert list(KINDS) == ["spectroformer", "tokenformer", "codebookformer", "patchifier"]
-    for kind in KINDS.values():
-        spec = kind.input(cfg)
-        inp = type("Inputs", (), {"rep": FakeTokens() if spec.representation == "tokens" else
-                                  type("Mel", (), {"dim": 32})(), "counts": None})()
-        model = kind.build(cfg, inp, n_outputs=3, head=kind.head, pooling="cls")
-        frames = spec.window or 40
-        x = torch.randint(0, 16, (2, frames)) if spec.representation == "tokens" else torch.randn(2, frames, 32)
-        pad = torch.zeros(2, frames, dtype=torch.bool)
-        assert model(x, pad).shape == (2, 3), kind.name
-        for stage in kind.pretraining(cfg, inp):
-            crop = stage.frames or frames
-            loss = stage.objective(model, {"x": x[:, :crop], "pad": pad[:, :crop]})
-            assert torch.isfinite(loss), (kind.name, stage.name)
 
 
 @pytest.mark.slow

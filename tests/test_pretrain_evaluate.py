@@ -10,15 +10,17 @@ import soundfile as sf
 import torch
 
 from mirformer.cli import main
-from mirformer.config import parse_overrides
+from mirformer.config_tree import parse_overrides
 from mirformer.datasets.audio_folder import AudioFolder
 from mirformer.datasets.base import Dataset, Track, register_dataset
 from mirformer.encoder_file import read_encoder
 from mirformer.errors import CheckpointError, ConfigError
-from mirformer.experiments.config import resolve
-from mirformer.experiments.evaluate import run_evaluate, run_pretrain
+from mirformer.experiments.presets import resolve
+from mirformer.experiments.evaluate import run_evaluate
+from mirformer.experiments.prepare import prepare
+from mirformer.experiments.pretrain import run_pretrain
 
-from test_cli import TINY_RUN
+from helpers import TINY_RUN
 
 SR = 16000
 SETS = [v for k, v in zip(TINY_RUN, TINY_RUN[1:]) if k == "--set"]
@@ -42,9 +44,6 @@ class TrapLabels(Dataset):
     def tracks(self):
         return [Track(f"t{i}", self.root / f"t{i}.wav", "validation" if i % 4 == 3 else "train", label=Trap())
                 for i in range(8)]
-
-    def classes(self):
-        raise AssertionError("the pretraining set's classes were read")
 
 
 def _tones(root, n=8):
@@ -76,13 +75,10 @@ def test_encoder_checkpoint_carries_settings_and_scaling(tmp_path):
     assert encoder.kind == "spectroformer" and encoder.representation.config == cfg.mel
     assert (encoder.window, encoder.eval_window, encoder.scaling) == (48, 48, "standardise")
     # The scaling is the pretraining training split's, as the store computes it.
-    from mirformer.experiments.compare import Comparison
-
-    pre = Comparison(cfg, tmp_path / "check", progress=False, labelled=False)
-    pre.prepare_data()
+    pre = prepare(cfg, labelled=False, progress=False)
     mean, std = pre.inputs["mel"].store.normalisation([t.id for t in pre.tracks["train"]])
-    np.testing.assert_array_equal(encoder.mean, mean)
-    np.testing.assert_array_equal(encoder.std, std)
+    np.testing.assert_array_equal(encoder.statistics.mean, mean)
+    np.testing.assert_array_equal(encoder.statistics.std, std)
     model = encoder.load_model()
     saved = torch.load(path, weights_only=True)["state_dict"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
@@ -102,17 +98,14 @@ def test_downstream_data_is_read_with_the_encoders_settings_and_scaling(tmp_path
                "mel={sample_rate: 22050, n_fft: 512, hop_length: 256, n_mels: 16, ref: max}", "trainer.progress=false")
     path = run_pretrain(pre, run_dir=tmp_path / "run", progress=False)["spectroformer"]
     encoder = read_encoder(path)
-    from mirformer.experiments.compare import Comparison
-
-    cmp = Comparison(_cfg("trainer.progress=false"), tmp_path / "eval", progress=False)
-    cmp.prepare_data(kinds=[], encoders=[path])
-    inp = cmp.input_of("spectroformer", path)
-    assert inp.rep.config == encoder.representation.config and inp.rep.config.n_mels == 16
-    assert inp.store.get(cmp.tracks["train"][0].id).shape[1] == 16
-    np.testing.assert_array_equal(inp.mean, encoder.mean)
-    np.testing.assert_array_equal(inp.std, encoder.std)
-    own_mean, _ = inp.store.normalisation([t.id for t in cmp.tracks["train"]])
-    assert not np.allclose(own_mean, encoder.mean, atol=0.5)  # the downstream data's own would differ
+    prepared = prepare(_cfg("trainer.progress=false"), kinds=[], encoders=[path], progress=False)
+    inp = prepared.inputs[str(path)]
+    assert inp.representation.config == encoder.representation.config and inp.representation.config.n_mels == 16
+    assert inp.store.get(prepared.tracks["train"][0].id).shape[1] == 16
+    np.testing.assert_array_equal(inp.statistics.mean, encoder.statistics.mean)
+    np.testing.assert_array_equal(inp.statistics.std, encoder.statistics.std)
+    own_mean, _ = inp.store.normalisation([t.id for t in prepared.tracks["train"]])
+    assert not np.allclose(own_mean, encoder.statistics.mean, atol=0.5)  # the downstream data's own would differ
 
 
 @pytest.mark.slow
@@ -159,7 +152,7 @@ def test_audio_dataset_from_a_folder_or_a_list(tmp_path):
     assert [(t.id, t.path.exists()) for t in AudioFolder(listing).tracks()] == [
         (str(root / "t1.wav"), True), ("music/a/t0.wav", True)]
     with pytest.raises(ConfigError, match="no labels"):
-        AudioFolder(tmp_path / "music").classes()
+        AudioFolder(tmp_path / "music").require_labels()
 
 
 def test_unlabelled_audio_cannot_be_the_downstream_set(tmp_path, capsys):

@@ -3,13 +3,9 @@ import math
 import matplotlib.image as mpimg
 import pytest
 
-from mirformer.experiments.report import (
-    chance_macro_f1,
-    plot_confusion,
-    plot_curves,
-    results_table,
-    write_report,
-)
+from mirformer.experiments.plots import plot_confusion, plot_curves
+from mirformer.experiments.report import results_table, write_report
+from mirformer.tasks.classification import chance_macro_f1
 
 CLASSES = ["baroque", "classical", "romantic"]
 
@@ -22,6 +18,7 @@ def _results():
     cm = [[3, 1, 0], [0, 4, 0], [1, 0, 3]]
     return {
         "dataset": "music21-styles",
+        "task": "classification",
         "classes": CLASSES,
         "seed": 0,  # other keys are ignored
         "skipped": {"bad-0": "cannot decode: Format not recognised"},  # excluded before any setup ran
@@ -127,11 +124,12 @@ def test_confusion_with_empty_row(tmp_path):
 
 def test_report_names_the_tokenizer_and_its_usage(tmp_path):
     results = _results()
-    results["tokenizer"] = {"source": "trained on the training split", "checkpoint": "/x/vqvae.pth.tar",
-                            "sha1": "0123456789abcdef", "level": 0, "levels": 1, "sample_rate": 22050,
-                            "hop_length": 512, "vocab_size": 256, "emb_width": 32, "window_frames": 128,
-                            "codes_used": 200, "usage": 200 / 256, "entropy_bits": 6.5, "perplexity": 2**6.5,
-                            "n_tokens": 92000, "epochs": 4, "val_loss": 1.6912}
+    about = {"source": "trained on the training split", "checkpoint": "/x/vqvae.pth.tar",
+             "sha1": "0123456789abcdef", "level": 0, "levels": 1, "sample_rate": 22050,
+             "hop_length": 512, "vocab_size": 256, "emb_width": 32, "window_frames": 128,
+             "codes_used": 200, "usage": 200 / 256, "entropy_bits": 6.5, "perplexity": 2**6.5,
+             "n_tokens": 92000, "epochs": 4, "val_loss": 1.6912}
+    results["representations"] = {"mel": {"name": "mel"}, "tokens": {"name": "vq-tokens", "about": about}}
     write_report(results, tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "## Tokenizer" in md and "VQ-VAE trained on the training split (`/x/vqvae.pth.tar`" in md

@@ -13,15 +13,14 @@ from torch.utils.data import DataLoader
 
 from conftest import SimulatedCrash
 from mirformer.cli import main
-from mirformer.experiments.train_vqvae import VQVAETrainConfig, train_vqvae
+from mirformer.experiments.train_vqvae import train_vqvae
+from mirformer.representations.vqvae.train_config import VQVAETrainConfig
 from mirformer.models.encoder import EncoderConfig
 from mirformer.models.former import Former
-from mirformer.tasks import Classification
+from mirformer.tasks.classification import Classification
 from mirformer.training.fit import fit_stage
 from mirformer.training.modules import DownstreamModule, OptimConfig
-from test_cli import TINY_RUN
-from test_training import TRAINER, Toy
-from test_vqvae_training import TINY, tracks  # noqa: F401  (fixture)
+from helpers import TINY_RUN, TINY_VQVAE, TRAINER, Toy
 
 # Dropout on, so a resumed run that drew other dropout masks would end elsewhere.
 ENC = EncoderConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, dropout=0.1, max_len=64)
@@ -35,10 +34,9 @@ def _assert_same_tensors(a: dict, b: dict) -> None:
 
 def _fit(stage_dir, data, epochs=5):
     torch.manual_seed(0)
-    model = Former(kind="spectroformer", encoder=ENC, input_dim=8, n_classes=3)
+    model = Former(frontend="projection", encoder=ENC, input_dim=8, n_classes=3)
     # The warmup schedule: a scheduler restarted from step 0 would change every later step.
-    module = DownstreamModule(model, task=Classification(["a", "b", "c"]), optim=OptimConfig(lr=None, warmup=10),
-                              n_val_tracks=len(data), val_targets=data.y)
+    module = DownstreamModule(model, task=Classification(["a", "b", "c"]), optim=OptimConfig(lr=None, warmup=10), val_targets=data.y)
     history, _ = fit_stage(module, DataLoader(data, batch_size=5, shuffle=True), DataLoader(data, batch_size=8),
                            stage_dir=stage_dir, epochs=epochs, monitor="val/macro_f1", mode="max",
                            trainer_cfg=TRAINER, seed=0)
@@ -99,14 +97,14 @@ def test_interrupted_compare_stage_resumes_to_the_same_results(tmp_path, crash_o
     assert setups(out) == setups(tmp_path / "uninterrupted")
 
 
-def test_interrupted_vqvae_training_resumes_to_the_same_codebook(tmp_path, tracks, crash_once):  # noqa: F811
-    cfg = VQVAETrainConfig(vqvae=TINY, crop_seconds=0.25, crops_per_track=2, batch_size=4, epochs=3, lr=3e-3,
+def test_interrupted_vqvae_training_resumes_to_the_same_codebook(tmp_path, vq_tracks, crash_once):
+    cfg = VQVAETrainConfig(vqvae=TINY_VQVAE, crop_seconds=0.25, crops_per_track=2, batch_size=4, epochs=3, lr=3e-3,
                            warmup=5)
-    reference = train_vqvae(tracks, cfg, tmp_path / "uninterrupted", dataset_id="toy", trainer_cfg=TRAINER)
+    reference = train_vqvae(vq_tracks, cfg, tmp_path / "uninterrupted", dataset_id="toy", trainer_cfg=TRAINER)
     starts = crash_once("interrupted", epoch=2)
     with pytest.raises(SimulatedCrash):
-        train_vqvae(tracks, cfg, tmp_path / "interrupted", dataset_id="toy", trainer_cfg=TRAINER)
-    resumed = train_vqvae(tracks, cfg, tmp_path / "interrupted", dataset_id="toy", trainer_cfg=TRAINER)
+        train_vqvae(vq_tracks, cfg, tmp_path / "interrupted", dataset_id="toy", trainer_cfg=TRAINER)
+    resumed = train_vqvae(vq_tracks, cfg, tmp_path / "interrupted", dataset_id="toy", trainer_cfg=TRAINER)
     assert starts[1:] == [("interrupted", 0), ("interrupted", 6)]  # 12 crops / batch 4 = 3 steps per epoch
     _assert_same_tensors(torch.load(resumed, weights_only=True)["model"],
                          torch.load(reference, weights_only=True)["model"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mirformer.cli import main
-from test_cli import TINY_RUN
+from helpers import TINY_RUN
 
 
 @pytest.mark.slow

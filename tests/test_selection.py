@@ -12,14 +12,19 @@ from sklearn.metrics import f1_score, r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import mirformer.experiments.compare as compare_mod
-from mirformer.config import parse_overrides
-from mirformer.experiments.baseline import ALPHA_GRID, C_GRID, fit_linear
-from mirformer.experiments.compare import Comparison, run_compare
-from mirformer.experiments.config import resolve
-from mirformer.training.evaluate import predict_clips
+import mirformer.experiments.downstream as downstream_mod
+from mirformer.config_tree import parse_overrides
+from mirformer.experiments.compare import run_compare
+from mirformer.experiments.downstream import Setup, downstream_module
+from mirformer.experiments.prepare import prepare
+from mirformer.kinds import KINDS
+from mirformer.kinds.mfcc_linear import fit_linear
+from mirformer.tasks.classification import Classification
+from mirformer.tasks.regression import Regression
+from mirformer.experiments.presets import resolve
+from mirformer.training.predict import predict_clips
 from mirformer.training.fit import load_module_weights
-from test_downstream_tasks import TINY
+from helpers import TINY
 
 SR = 16000
 
@@ -51,35 +56,35 @@ def test_grid_selects_on_validation_and_scores_only_the_selected_point_on_test(t
         "scratch.epochs=3", "scratch.snippets_per_track=4", "scratch.optim.lr=1e-3",
         "scratch.grid={lr: [0.0, 3e-3]}", "trainer.progress=false"]))  # lr 0 never learns; 3e-3 learns the training rule
     predicted = []  # (split size, weights) of every clip-level prediction the runner makes
-    real = compare_mod.predict_clips
-    monkeypatch.setattr(compare_mod, "predict_clips",
+    real = downstream_mod.predict_clips
+    monkeypatch.setattr(downstream_mod, "predict_clips",
                         lambda model, windows, **kw: predicted.append((windows.ids, _weights(model)))
                         or real(model, windows, **kw))
     results = run_compare(cfg, tmp_path / "run", progress=False)
-    setup = results["setups"]["spectroformer-scratch"]
+    result = results["setups"]["spectroformer-scratch"]
 
-    cmp = Comparison(cfg, tmp_path / "run", progress=False)
-    cmp.prepare_data()
-    test_ids = [t.id for t in cmp.tracks["test"]]
+    prepared = prepare(cfg, progress=False)
+    test_ids = [t.id for t in prepared.tracks["test"]]
+    setup = Setup("spectroformer-scratch", KINDS["spectroformer"], cfg.scratch, input="mel")
 
     def evaluate(checkpoint):
         """A fresh model with ``checkpoint``'s weights, scored on test."""
-        module = cmp.downstream_module("spectroformer", cfg.scratch, None)
+        module = downstream_module(setup, cfg.scratch, prepared)
         load_module_weights(module, checkpoint)
-        outputs = predict_clips(module.model, cmp.tiled("test", "spectroformer"))
-        return cmp.task.metrics(outputs, cmp.task.targets(cmp.tracks["test"])), _weights(module.model)
+        outputs = predict_clips(module.model, prepared.tiled("test", prepared.inputs["mel"])).numpy()
+        return prepared.task.metrics(outputs, prepared.task.targets(prepared.tracks["test"])), _weights(module.model)
 
-    on_val = [p["best"]["val_macro_f1"] for p in setup["grid"]]
-    on_test = [evaluate(p["checkpoint"])[0]["macro_f1"] for p in setup["grid"]]
+    on_val = [p["best"]["val_macro_f1"] for p in result["grid"]]
+    on_test = [evaluate(p["checkpoint"])[0]["macro_f1"] for p in result["grid"]]
     assert int(np.argmax(on_val)) != int(np.argmax(on_test))  # the two splits disagree
-    chosen = setup["grid"][int(np.argmax(on_val))]
-    assert (setup["selected"]["lr"], setup["checkpoint"]) == (chosen["lr"], chosen["checkpoint"])
+    chosen = result["grid"][int(np.argmax(on_val))]
+    assert (result["selected"]["lr"], result["checkpoint"]) == (chosen["lr"], chosen["checkpoint"])
     # Test was predicted once, by the selected checkpoint's weights, and the report holds those scores.
-    expected, weights = evaluate(setup["checkpoint"])
+    expected, weights = evaluate(result["checkpoint"])
     on_test_split = [w for ids, w in predicted if ids == test_ids]
     assert len(on_test_split) == 1 and torch.equal(on_test_split[0], weights)
-    assert setup["splits"]["test"] == expected
-    assert all(set(p) == {"batch_size", "lr", "best", "checkpoint"} for p in setup["grid"])  # no test scores
+    assert result["splits"]["test"] == expected
+    assert all(set(p) == {"batch_size", "lr", "best", "checkpoint"} for p in result["grid"])  # no test scores
 
 
 def _synthetic(seed: int, task: str) -> dict:
@@ -99,14 +104,14 @@ def test_baseline_selects_its_strength_on_validation(task, seed):
     data = _synthetic(seed, task)
     classes = ["a", "b", "c"] if task == "classification" else ["z"]
     if task == "classification":
-        grid, key = C_GRID, "C"
+        grid, key = Classification.strengths, "C"
         fits = [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, class_weight="balanced",
                                                                    random_state=0)).fit(*data["train"]) for c in grid]
 
         def score(model, split):
             return f1_score(data[split][1], model.predict(data[split][0]), average="macro", zero_division=0.0)
     else:
-        grid, key = ALPHA_GRID, "alpha"
+        grid, key = Regression.strengths, "alpha"
         fits = [make_pipeline(StandardScaler(), Ridge(alpha=a)).fit(*data["train"]) for a in grid]
 
         def score(model, split):
@@ -115,7 +120,9 @@ def test_baseline_selects_its_strength_on_validation(task, seed):
     on_test = [score(m, "test") for m in fits]
     assert int(np.argmax(on_val)) != int(np.argmax(on_test))  # the two splits disagree
 
-    selected, splits, _ = fit_linear(data, classes=classes, task=task, seed=0)
+    task_ = (Classification if task == "classification" else Regression)(classes)
+    selected, model = fit_linear(task_, data, seed=0)
+    splits = {s: task_.metrics(task_.linear_outputs(model, X), y) for s, (X, y) in data.items()}
     best = int(np.argmax(on_val))
     assert selected == {key: grid[best]}
     metric = "macro_f1" if task == "classification" else "r2"

@@ -3,45 +3,10 @@ import json
 import numpy as np
 import pytest
 
+from helpers import FrameStats
 from mirformer.datasets.base import Track
-from mirformer.representations.base import Representation
 from mirformer.representations.store import FeatureStore
 from mirformer.training.snippets import RandomSnippets, TiledSnippets, window_starts
-
-
-class FrameStats(Representation):
-    """A small real representation: per-frame log energy and zero-crossing rate."""
-
-    name = "framestats"
-    dim = 2
-
-    def __init__(self, hop=256, sample_rate=8000):
-        self.hop, self.sample_rate = hop, sample_rate
-        self.frames_per_second = sample_rate / hop
-
-    def config_dict(self):
-        return {"hop": self.hop, "sample_rate": self.sample_rate}
-
-    def n_frames(self, n_samples):
-        return n_samples // self.hop
-
-    def encode(self, y):
-        n = len(y) // self.hop
-        f = y[: n * self.hop].reshape(n, self.hop)
-        energy = np.log(np.mean(f**2, axis=1) + 1e-8)
-        zcr = np.mean(np.abs(np.diff(np.sign(f), axis=1)) > 0, axis=1)
-        return np.stack([energy, zcr], 1).astype(np.float32)
-
-
-@pytest.fixture
-def tracks(tmp_path, write_tone):
-    out = []
-    for i, seconds in enumerate([1.0, 2.0, 1.5, 3.0]):
-        p = write_tone(tmp_path / f"t{i}.wav", seconds=seconds, sr=8000, freq=200 + 100 * i)
-        out.append(Track(f"t{i}", p, "train", "a"))
-    (tmp_path / "bad.wav").write_bytes(b"")
-    out.append(Track("bad", tmp_path / "bad.wav", "train", "a"))
-    return out
 
 
 def test_extract_index_and_values(tmp_path, tracks):

@@ -8,10 +8,10 @@ from mirformer.errors import ConfigError
 from mirformer.models.encoder import EncoderConfig
 from mirformer.models.former import Former, load_former
 from mirformer.models.heads import MLPHead
-from mirformer.tasks import Classification
+from mirformer.tasks.classification import Classification
 from mirformer.training.fit import TrainerConfig, fit_stage
 from mirformer.training.modules import DownstreamModule, OptimConfig
-from mirformer.training.strategies import head_for
+from mirformer.training.strategies import FREEZES, head_for
 
 ENC = EncoderConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, dropout=0.1, max_len=64)
 TRAINER = TrainerConfig(accelerator="cpu", devices=1, progress=False, log_every_n_steps=1)
@@ -28,10 +28,10 @@ def _data(n=16):
 def _train(strategy, tmp_path, pooling="cls"):
     torch.manual_seed(0)
     items, y = _data()
-    model = Former(kind="spectroformer", encoder=ENC, input_dim=8, n_classes=2, head=head_for(strategy), pooling=pooling)
+    model = Former(frontend="projection", encoder=ENC, input_dim=8, n_classes=2, head=head_for(strategy), pooling=pooling)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    module = DownstreamModule(model, task=Classification(["a", "b"]), optim=OptimConfig(lr=1e-2),
-                              n_val_tracks=len(items), val_targets=y, strategy=strategy)
+    module = DownstreamModule(model, task=Classification(["a", "b"]), optim=OptimConfig(lr=1e-2), val_targets=y.numpy(),
+                              frozen=FREEZES[strategy] + ("decoder",))
     fit_stage(module, DataLoader(items, batch_size=8, shuffle=True), DataLoader(items, batch_size=8),
               stage_dir=tmp_path, epochs=2, monitor="val/macro_f1", mode="max", trainer_cfg=TRAINER, seed=0)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
@@ -67,7 +67,7 @@ def test_full_fine_tuning_trains_everything_but_the_pretraining_head(tmp_path):
 
 def test_mean_pooling_ignores_padding():
     torch.manual_seed(0)
-    model = Former(kind="spectroformer", encoder=ENC, input_dim=8, n_classes=3, pooling="mean").eval()
+    model = Former(frontend="projection", encoder=ENC, input_dim=8, n_classes=3, pooling="mean").eval()
     x = torch.randn(1, 10, 8)
     pad = torch.zeros(1, 10, dtype=torch.bool)
     pad[0, 6:] = True
@@ -78,7 +78,7 @@ def test_mean_pooling_ignores_padding():
 
 
 def test_head_and_pooling_round_trip(tmp_path):
-    model = Former(kind="spectroformer", encoder=ENC, input_dim=8, n_classes=0)
+    model = Former(frontend="projection", encoder=ENC, input_dim=8, n_classes=0)
     model.save(tmp_path / "enc.pt")
     probe = load_former(tmp_path / "enc.pt", n_classes=4, head="mlp", pooling="mean")
     assert isinstance(probe.head, MLPHead) and probe.pooling == "mean"
@@ -90,7 +90,7 @@ def test_head_and_pooling_round_trip(tmp_path):
 
 
 def test_bad_strategy_and_pooling_are_config_errors():
-    from mirformer.experiments.config import resolve
+    from mirformer.experiments.presets import resolve
 
     with pytest.raises(ConfigError, match="strategy"):
         resolve("quickstart", {"finetune": {"strategy": "lora"}})

@@ -4,13 +4,16 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.utils.class_weight import compute_class_weight
 
-from mirformer.tasks import class_weights, classification_metrics, regression_metrics, tagging_metrics
+from mirformer.tasks import TASKS
+from mirformer.tasks.classification import Classification, class_weights
+from mirformer.tasks.regression import Regression
+from mirformer.tasks.tagging import Tagging
 from mirformer.training.schedule import inverse_sqrt_warmup
 
 
 def test_class_weights_match_sklearn_balanced():
     y = np.array([0] * 50 + [1] * 10 + [2] * 3 + [3] * 1)
-    ours = class_weights(y, 4).numpy()
+    ours = class_weights(y, 4)
     ref = compute_class_weight("balanced", classes=np.arange(4), y=y)
     np.testing.assert_allclose(ours, ref, rtol=1e-6)
 
@@ -23,21 +26,23 @@ def test_metrics_match_sklearn():
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 5, 200)
     logits = rng.normal(size=(200, 5)) + 2.0 * np.eye(5)[targets] * (rng.random(200) < 0.6)[:, None]
-    m = classification_metrics(torch.tensor(logits), torch.tensor(targets), n_classes=5)
+    task = Classification(list("abcde"))
+    m = task.metrics(logits, targets)
     preds = logits.argmax(1)
     assert abs(m["macro_f1"] - f1_score(targets, preds, average="macro")) < 1e-6
     assert abs(m["accuracy"] - accuracy_score(targets, preds)) < 1e-6
     assert m["confusion"] == confusion_matrix(targets, preds, labels=range(5)).tolist()
-    w = class_weights(targets, 5)
-    weighted = classification_metrics(torch.tensor(logits), torch.tensor(targets), n_classes=5, weights=w)["loss"]
-    logp = torch.log_softmax(torch.tensor(logits), 1).numpy()[np.arange(200), targets]
-    ref = -(w.numpy()[targets] * logp).sum() / w.numpy()[targets].sum()
-    assert abs(weighted - ref) < 1e-5
+    task.weights = w = class_weights(targets, 5)
+    weighted = task.metrics(logits, targets)["loss"]
+    ref = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(targets), weight=torch.tensor(w).double())
+    assert abs(weighted - float(ref)) < 1e-5
+    # The training loss is the same weighted cross-entropy.
+    assert float(task.loss(torch.tensor(logits), torch.tensor(targets))) == pytest.approx(weighted, rel=1e-5)
 
 
 def test_macro_f1_with_a_class_never_seen_matches_sklearn_default():
     y, p = np.array([0, 0, 1, 2, 2, 1]), np.array([0, 1, 1, 2, 0, 1])
-    m = classification_metrics(torch.nn.functional.one_hot(torch.tensor(p), 4).float(), torch.tensor(y), n_classes=4)
+    m = Classification(list("abcd")).metrics(np.eye(4)[p], y)
     assert abs(m["macro_f1"] - f1_score(y, p, average="macro")) < 1e-6
 
 
@@ -56,7 +61,7 @@ def test_tagging_metrics_match_sklearn():
     y = (rng.random((60, 5)) < 0.3).astype(int)
     y[:, 4] = 0  # a tag with no positive: undefined, left out of the macro means
     logits = rng.normal(size=(60, 5)) + 1.5 * y
-    m = tagging_metrics(torch.tensor(logits), torch.tensor(y), names=list("abcde"))
+    m = Tagging(list("abcde")).metrics(logits, y)
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y[:, :4], logits[:, :4], average="macro"), abs=1e-6)
     assert m["pr_auc"] == pytest.approx(average_precision_score(y[:, :4], logits[:, :4], average="macro"), abs=1e-6)
     for j, tag in enumerate("abcd"):
@@ -73,7 +78,7 @@ def test_tagging_ties_score_like_sklearn():
 
     y = np.array([[1], [0], [1], [0], [0], [1]])
     scores = np.array([[0.5], [0.5], [0.2], [0.2], [0.9], [0.9]])  # tied scores across classes
-    m = tagging_metrics(torch.tensor(scores), torch.tensor(y), names=["t"])
+    m = Tagging(["t"]).metrics(scores, y)
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y[:, 0], scores[:, 0]))
     assert m["pr_auc"] == pytest.approx(average_precision_score(y[:, 0], scores[:, 0]))
 
@@ -84,9 +89,22 @@ def test_regression_metrics_match_sklearn():
     rng = np.random.default_rng(2)
     y = rng.normal(size=(40, 2))
     pred = y * np.array([0.8, 0.3]) + rng.normal(scale=0.5, size=(40, 2))
-    m = regression_metrics(torch.tensor(pred), torch.tensor(y), names=["arousal", "valence"])
+    m = Regression(["arousal", "valence"]).metrics(pred, y)
     per = r2_score(y, pred, multioutput="raw_values")
     assert m["r2_per_target"]["arousal"] == pytest.approx(per[0], abs=1e-5)
     assert m["r2_per_target"]["valence"] == pytest.approx(per[1], abs=1e-5)
     assert m["r2"] == pytest.approx(r2_score(y, pred), abs=1e-5)
     assert m["mse"] == m["loss"] == pytest.approx(mean_squared_error(y, pred), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_kernel_is_the_metric_the_task_reports(name):
+    """One implementation: the interval kernels and the reported metrics agree on the same outputs."""
+    rng = np.random.default_rng(3)
+    task = TASKS[name](["a", "b", "c"])
+    y = {"classification": rng.integers(0, 3, 50), "tagging": (rng.random((50, 3)) < 0.4).astype(np.float32),
+         "regression": rng.normal(size=(50, 3))}[name]
+    outputs = rng.normal(size=(50, 3))
+    m = task.metrics(outputs, y)
+    for metric, kernel in task.kernels.items():
+        assert kernel(y, outputs) == m[metric]

@@ -35,15 +35,15 @@ def test_padding_is_never_chosen():
 
 def test_token_kinds_shapes_and_cls_prepended():
     ids = torch.randint(0, V, (3, 20))
-    for kind in ("tokenformer", "codebookformer"):
-        model = Former(kind=kind, encoder=ENC, input_dim=V, n_classes=4, codebook_dim=8)
+    for frontend in ("embedding", "codebook"):
+        model = Former(frontend=frontend, encoder=ENC, input_dim=V, n_classes=4, codebook_dim=8)
         assert model.forward_encoder(ids).shape == (3, 21, 32)
         assert model(ids).shape == (3, 4)
         assert model.forward_pretrain(ids).shape == (3, 20, V)
 
 
 def test_codebook_frontend_zeroes_mask_id_and_survives_checkpoint(tmp_path):
-    model = Former(kind="codebookformer", encoder=ENC, input_dim=V, codebook_dim=8)
+    model = Former(frontend="codebook", encoder=ENC, input_dim=V, codebook_dim=8)
     book = torch.randn(V, 8)
     model.frontend.set_codebook(book)
     standardised = (book - book.mean(0)) / book.std(0, correction=0)
@@ -67,9 +67,9 @@ def test_token_pretraining_loss_falls():
     start = torch.randint(0, v, (32, 1))
     ids = (start + torch.arange(24)) % v
     batch = {"x": ids, "pad": torch.zeros_like(ids, dtype=torch.bool)}
-    for kind in ("tokenformer", "codebookformer"):
-        model = Former(kind=kind, encoder=ENC, input_dim=v, codebook_dim=8)
-        if kind == "codebookformer":
+    for frontend in ("embedding", "codebook"):
+        model = Former(frontend=frontend, encoder=ENC, input_dim=v, codebook_dim=8)
+        if frontend == "codebook":
             model.frontend.set_codebook(torch.randn(v, 8))
         objective = TokenObjective(TokenMaskConfig(), v)
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)

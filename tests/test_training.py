@@ -4,42 +4,26 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from helpers import TRAINER, Toy
 from mirformer.models.encoder import EncoderConfig
 from mirformer.models.former import Former
 from mirformer.objectives.spectro_masking import SpectroMaskConfig, SpectroObjective
-from mirformer.training.fit import TrainerConfig, fit_stage
+from mirformer.training.fit import fit_stage
 from mirformer.datasets.base import Track
-from mirformer.tasks import Classification, Regression, Tagging
+from mirformer.tasks.classification import Classification
+from mirformer.tasks.regression import Regression
+from mirformer.tasks.tagging import Tagging
 from mirformer.training.modules import DownstreamModule, OptimConfig, PretrainModule
 
 ENC = EncoderConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, dropout=0.0, max_len=64)
-TRAINER = TrainerConfig(accelerator="cpu", devices=1, progress=False, log_every_n_steps=1)
-
-
-class Toy(Dataset):
-    """Class c: a spectrogram with energy in band group c, plus noise."""
-
-    def __init__(self, n=24, length=16, dim=8, n_classes=3, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        self.y = torch.arange(n) % n_classes
-        self.x = torch.randn(n, length, dim, generator=g) * 0.3
-        for i, c in enumerate(self.y):
-            self.x[i, :, c * 2 : c * 2 + 2] += 2.0
-        self.n_classes = n_classes
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {"x": self.x[i], "pad": torch.zeros(len(self.x[i]), dtype=torch.bool), "y": int(self.y[i]), "track": i}
 
 
 def test_pretraining_loss_falls(tmp_path, recwarn, capsys):
     torch.manual_seed(0)
     data = Toy()
-    module = PretrainModule(Former(kind="spectroformer", encoder=ENC, input_dim=8),
+    module = PretrainModule(Former(frontend="projection", encoder=ENC, input_dim=8),
                             objective=SpectroObjective(SpectroMaskConfig(block_frames=2)), optim=OptimConfig(lr=3e-3))
     history, best = fit_stage(module, DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=8),
                               stage_dir=tmp_path, epochs=12, monitor="val/loss", mode="min",
@@ -59,9 +43,8 @@ def test_classifier_overfits_and_a_finished_stage_extends(tmp_path):
     data = Toy()
 
     def module():
-        return DownstreamModule(Former(kind="spectroformer", encoder=ENC, input_dim=8, n_classes=3),
-                                task=Classification(["a", "b", "c"]), optim=OptimConfig(lr=1e-3),
-                                n_val_tracks=len(data), val_targets=data.y)
+        return DownstreamModule(Former(frontend="projection", encoder=ENC, input_dim=8, n_classes=3),
+                                task=Classification(["a", "b", "c"]), optim=OptimConfig(lr=1e-3), val_targets=data.y)
 
     loaders = (DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=8))
     history, _ = fit_stage(module(), *loaders, stage_dir=tmp_path, epochs=4, monitor="val/macro_f1", mode="max",
@@ -98,9 +81,8 @@ class ToyTargets(Toy):
 def test_validating_every_other_epoch_selects_among_validated_epochs(tmp_path, recwarn):
     data = Toy()
     torch.manual_seed(0)
-    module = DownstreamModule(Former(kind="spectroformer", encoder=ENC, input_dim=8, n_classes=3),
-                              task=Classification(["a", "b", "c"]), optim=OptimConfig(lr=3e-3), n_val_tracks=len(data),
-                              val_targets=data.y)
+    module = DownstreamModule(Former(frontend="projection", encoder=ENC, input_dim=8, n_classes=3),
+                              task=Classification(["a", "b", "c"]), optim=OptimConfig(lr=3e-3), val_targets=data.y)
     history, best = fit_stage(module, DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=8),
                               stage_dir=tmp_path, epochs=6, monitor="val/macro_f1", mode="max",
                               trainer_cfg=replace(TRAINER, val_every_n_epochs=2), seed=0)
@@ -117,8 +99,8 @@ def test_tagging_and_regression_modules_fit(tmp_path, task):
     torch.manual_seed(0)
     data = ToyTargets(task)
     head = Tagging(["a", "b", "c"]) if task == "tagging" else Regression(["arousal", "valence"])
-    module = DownstreamModule(Former(kind="spectroformer", encoder=ENC, input_dim=8, n_classes=head.n_outputs),
-                              task=head, optim=OptimConfig(lr=1e-3), n_val_tracks=len(data), val_targets=data.y)
+    module = DownstreamModule(Former(frontend="projection", encoder=ENC, input_dim=8, n_classes=head.n_outputs),
+                              task=head, optim=OptimConfig(lr=1e-3), val_targets=data.y)
     history, _ = fit_stage(module, DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=8),
                            stage_dir=tmp_path, epochs=15, monitor=f"val/{head.monitor}", mode="max",
                            trainer_cfg=TRAINER, seed=0)

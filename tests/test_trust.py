@@ -15,10 +15,10 @@ import torch
 
 from mirformer.cli import main
 from mirformer.datasets.base import Track
-from mirformer.experiments.train_vqvae import VQVAETrainConfig, train_vqvae
+from mirformer.experiments.train_vqvae import train_vqvae
+from mirformer.representations.vqvae.train_config import VQVAETrainConfig
 from mirformer.representations.vqvae.model import VQVAEConfig
-from test_cli import TINY_RUN
-from test_training import TRAINER
+from helpers import TINY_RUN, TRAINER
 
 SR = 16000
 # One level, hop 256 at 16 kHz: tokens at the rate of TINY_RUN's mel frames.
@@ -81,6 +81,6 @@ def test_compare_refuses_a_pickled_tokenizer_until_trusted(checkpoints, tmp_path
     assert "--set tokenizer.trust_checkpoint=true" in capsys.readouterr().err
     assert not (tmp_path / "run" / "results.json").exists()
     assert main([*run, "--set", "tokenizer.trust_checkpoint=true"]) == 0
-    tokenizer = json.loads((tmp_path / "run" / "results.json").read_text())["tokenizer"]
+    tokenizer = json.loads((tmp_path / "run" / "results.json").read_text())["representations"]["tokens"]["about"]
     assert tokenizer["source"] == "from the given checkpoint" and tokenizer["checkpoint"] == str(pickled)
     assert (tokenizer["hop_length"], tokenizer["vocab_size"], tokenizer["window_frames"]) == (256, 32, 48)

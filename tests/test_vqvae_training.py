@@ -7,36 +7,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from mirformer.datasets.base import Track
+from helpers import TINY_VQVAE, TRAINER
 from mirformer.errors import ConfigError
-from mirformer.experiments.train_vqvae import VQVAETrainConfig, train_vqvae
+from mirformer.experiments.train_vqvae import train_vqvae
+from mirformer.representations.vqvae.train_config import VQVAETrainConfig
 from mirformer.representations.vq import VQTokens, codebook_usage
-from mirformer.representations.vqvae.model import VQVAEConfig
-from mirformer.training.fit import TrainerConfig
-
-TINY = VQVAEConfig(sample_rate=8000, levels=1, downs_t=(3,), strides_t=(2,), emb_width=8, l_bins=16, width=8,
-                   depth=2, multipliers=(1,))
-TRAINER = TrainerConfig(accelerator="cpu", devices=1, progress=False, log_every_n_steps=1)
 
 
-@pytest.fixture
-def tracks(tmp_path):
-    rng = np.random.default_rng(0)
-    out = {"train": [], "validation": []}
-    t = np.arange(8000 * 2) / 8000
-    for i in range(8):
-        f = 100 * (i + 1)
-        y = 0.4 * np.sin(2 * np.pi * f * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.normal(size=t.size)
-        path = tmp_path / f"c{i}.wav"
-        sf.write(path, y, 8000)
-        out["train" if i < 6 else "validation"].append(Track(f"c{i}", path, "train" if i < 6 else "validation"))
-    return out
 
-
-def test_tiny_vqvae_trains_saves_and_tokenizes(tmp_path, tracks):
-    cfg = VQVAETrainConfig(vqvae=TINY, crop_seconds=0.25, crops_per_track=4, batch_size=4, epochs=16, lr=3e-3,
+def test_tiny_vqvae_trains_saves_and_tokenizes(tmp_path, vq_tracks):
+    cfg = VQVAETrainConfig(vqvae=TINY_VQVAE, crop_seconds=0.25, crops_per_track=4, batch_size=4, epochs=16, lr=3e-3,
                            warmup=5)
-    ckpt = train_vqvae(tracks, cfg, tmp_path / "vq", dataset_id="toy", trainer_cfg=TRAINER)
+    ckpt = train_vqvae(vq_tracks, cfg, tmp_path / "vq", dataset_id="toy", trainer_cfg=TRAINER)
     history = json.loads((tmp_path / "vq" / "history.json").read_text())["history"]
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"], history
     # The saved file is in the official layout and loads through the same path as OpenAI's.
@@ -49,7 +31,7 @@ def test_tiny_vqvae_trains_saves_and_tokenizes(tmp_path, tracks):
     with pytest.raises(ConfigError, match="levels 0..0"):
         VQTokens(ckpt, level=1)
     # Reused when done.
-    assert train_vqvae(tracks, cfg, tmp_path / "vq", dataset_id="toy", trainer_cfg=TRAINER) == ckpt
+    assert train_vqvae(vq_tracks, cfg, tmp_path / "vq", dataset_id="toy", trainer_cfg=TRAINER) == ckpt
 
 
 def test_codebook_usage_counts_and_entropy():
@@ -60,10 +42,10 @@ def test_codebook_usage_counts_and_entropy():
     assert codebook_usage(np.ones(16))["entropy_bits"] == pytest.approx(4.0)
 
 
-def test_same_seed_same_vqvae(tmp_path, tracks):
-    cfg = VQVAETrainConfig(vqvae=TINY, crop_seconds=0.25, crops_per_track=1, batch_size=4, epochs=1, warmup=5)
+def test_same_seed_same_vqvae(tmp_path, vq_tracks):
+    cfg = VQVAETrainConfig(vqvae=TINY_VQVAE, crop_seconds=0.25, crops_per_track=1, batch_size=4, epochs=1, warmup=5)
     weights = []
     for run in ("a", "b"):
-        train_vqvae(tracks, cfg, tmp_path / run, dataset_id="toy", trainer_cfg=TRAINER, seed=3)
+        train_vqvae(vq_tracks, cfg, tmp_path / run, dataset_id="toy", trainer_cfg=TRAINER, seed=3)
         weights.append(torch.load(tmp_path / run / "vqvae.pth.tar", weights_only=True)["model"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

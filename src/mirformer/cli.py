@@ -1,19 +1,20 @@
-"""The ``mirformer`` command. Thin: each sub-command parses arguments and calls one function."""
+"""The ``mirformer`` command. Thin: each sub-command parses arguments and calls one function.
+
+Preset, strategy, kind and representation names come from their registries.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from mirformer.audio import MIN_SECONDS
 from mirformer.errors import MirformerError
 
-# The fine-tuning strategies (mirformer.training.strategies.STRATEGIES), listed here so that
-# building the parser imports no torch.
-STRATEGY_CHOICES = ("full", "linear-probe", "mlp-probe", "frozen-frontend", "frozen-encoder")
+TRAINER_FLAGS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 
 
 def _seeds(text: str) -> list[int]:
@@ -23,64 +24,93 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
 
 
-def _trainer_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("Lightning trainer (passed through)")
-    g.add_argument("--accelerator", help="cpu, gpu, auto, ...")
-    g.add_argument("--devices", help="number of devices or 'auto'")
-    g.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (SLURM sets the rest)")
-    g.add_argument("--strategy", help="auto, ddp, ...")
-    g.add_argument("--precision", help="32-true, bf16-mixed (CPU/GPU), 16-mixed (GPU, loss scaling)")
+def _shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes K/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def _run_args(p: argparse.ArgumentParser, *, preset: str, out: str | None, trainer: bool = True) -> None:
+    """The arguments of every command that resolves a comparison config."""
+    from mirformer.experiments.presets import PRESETS
+
+    p.add_argument("--preset", default="quickstart", choices=list(PRESETS), metavar="PRESET",
+                   help=f"{preset}: {', '.join(PRESETS)} (default quickstart)")
+    p.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. finetune.epochs=5")
+    if out:
+        p.add_argument("--out", help=out)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    if trainer:
+        g = p.add_argument_group("Lightning trainer (passed through)")
+        g.add_argument("--accelerator", help="cpu, gpu, auto, ...")
+        g.add_argument("--devices", help="number of devices or 'auto'")
+        g.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (SLURM sets the rest)")
+        g.add_argument("--strategy", help="auto, ddp, ...")
+        g.add_argument("--precision", help="32-true, bf16-mixed (CPU/GPU), 16-mixed (GPU, loss scaling)")
+
+
+def _config(args):
+    """The preset, then ``--set`` values, ``--data-root``, the trainer flags and ``--quiet``."""
+    from mirformer.experiments.presets import resolve
+
+    return resolve(args.preset, _overrides(args))
 
 
 def _overrides(args) -> dict:
-    """``--set`` values plus the Lightning trainer flags, as a config diff."""
-    from mirformer.config import merge, parse_overrides
+    from mirformer.config_tree import merge, parse_overrides
 
     overrides = parse_overrides(args.set or [])
-    if getattr(args, "data_root", None):
+    if args.data_root:
         overrides = merge(overrides, {"data": {"root": args.data_root}})
-    trainer = {k: v for k, v in (("accelerator", args.accelerator), ("devices", args.devices),
-                                 ("num_nodes", args.num_nodes), ("strategy", args.strategy),
-                                 ("precision", args.precision)) if v is not None}
+    trainer = {k: getattr(args, k, None) for k in TRAINER_FLAGS if getattr(args, k, None) is not None}
     if trainer.get("devices", "auto") != "auto":
         trainer["devices"] = int(trainer["devices"])
-    if getattr(args, "quiet", False):
+    if args.quiet:
         trainer["progress"] = False
     return merge(overrides, {"trainer": trainer}) if trainer else overrides
 
 
+def _print_results(results: dict) -> None:
+    if results:  # a DDP worker returns nothing: rank 0 reports
+        print()
+        print(results["table"])
+        print(f"\nrun folder: {results['run_dir']}")
+        if results.get("skipped"):
+            print(f"skipped {len(results['skipped'])} file(s): see report.md")
+
+
+def _print_skipped(skipped: dict[str, str]) -> None:
+    for path, reason in skipped.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+
+
 def cmd_compare(args) -> int:
     from mirformer.experiments.compare import run_compare
-    from mirformer.experiments.config import resolve
 
-    overrides = _overrides(args)
-    cfg = resolve(args.preset, overrides)
+    cfg = _config(args)
     if args.print_config:
         print(json.dumps(asdict(cfg), indent=2))
         return 0
     if args.seeds:
         from mirformer.experiments.seeds import run_seeds
 
-        results = run_seeds(cfg, args.seeds, args.out, progress=not args.quiet)
+        _print_results(run_seeds(cfg, args.seeds, args.out, progress=not args.quiet))
     else:
-        results = run_compare(cfg, args.out, progress=not args.quiet)
-    if not results:  # a DDP worker: rank 0 reports
-        return 0
-    print()
-    print(results["table"])
-    print(f"\nrun folder: {results['run_dir']}")
-    if results.get("skipped"):
-        print(f"skipped {len(results['skipped'])} file(s): see report.md")
+        _print_results(run_compare(cfg, args.out, progress=not args.quiet))
     return 0
 
 
 def cmd_pretrain(args) -> int:
     from mirformer import distributed
-    from mirformer.experiments.config import resolve
-    from mirformer.experiments.evaluate import run_pretrain
+    from mirformer.experiments.pretrain import run_pretrain
 
-    encoders = run_pretrain(resolve(args.preset, _overrides(args)), kinds=args.model, run_dir=args.out,
-                            progress=not args.quiet)
+    encoders = run_pretrain(_config(args), kinds=args.model, run_dir=args.out, progress=not args.quiet)
     if distributed.is_main():
         for kind, path in encoders.items():
             print(f"{kind} encoder: {path}")
@@ -88,17 +118,12 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from mirformer.experiments.config import resolve
     from mirformer.experiments.evaluate import check_input_overrides, run_evaluate
 
-    overrides = _overrides(args)
-    check_input_overrides(overrides, [Path(p) for p in args.encoder])
-    results = run_evaluate(resolve(args.preset, overrides), args.encoder, modes=args.mode, baseline=args.baseline,
-                           run_dir=args.out, progress=not args.quiet)
-    if results:  # rank 0
-        print()
-        print(results["table"])
-        print(f"\nrun folder: {results['run_dir']}")
+    cfg = _config(args)
+    check_input_overrides(cfg, _overrides(args), [Path(p) for p in args.encoder])
+    _print_results(run_evaluate(cfg, args.encoder, modes=args.mode, baseline=args.baseline, run_dir=args.out,
+                                progress=not args.quiet))
     return 0
 
 
@@ -125,38 +150,31 @@ def cmd_embed(args) -> int:
     what = "(positions, layers, dim)" if layer is None else "(positions, dim)"
     what = "clip vectors" if args.pooling != "none" else f"{what} with <name>.times.npy in seconds"
     print(f"wrote {written} file(s) of {what} to {out}")
-    for path, reason in skipped.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    _print_skipped(skipped)
     return 1 if skipped and not written else 0
 
 
 def cmd_train_vqvae(args) -> int:
-    from dataclasses import replace
-
     from mirformer import distributed
     from mirformer.datasets.registry import open_dataset
-    from mirformer.experiments.config import resolve
-    from mirformer.experiments.train_vqvae import train_vqvae, vqvae_run_dir
+    from mirformer.experiments.tokenizer import train_tokenizer
     from mirformer.representations.vqvae.model import JUKEBOX, SMALL
 
-    cfg = resolve(args.preset, _overrides(args))
+    cfg = _config(args)
     train_cfg = cfg.tokenizer.train
     if args.vqvae:
         train_cfg = replace(train_cfg, vqvae={"small": SMALL, "jukebox": JUKEBOX}[args.vqvae])
     if args.sample_rate:
         train_cfg = replace(train_cfg, vqvae=replace(train_cfg.vqvae, sample_rate=args.sample_rate))
-    for key in ("epochs", "crop_seconds", "batch_size"):
-        if getattr(args, key) is not None:
-            train_cfg = replace(train_cfg, **{key: getattr(args, key)})
+    train_cfg = replace(train_cfg, **{k: getattr(args, k) for k in ("epochs", "crop_seconds", "batch_size")
+                                      if getattr(args, k) is not None})
     distributed.launch(cfg.trainer)  # under DDP every rank runs the rest
     ds = open_dataset(cfg.data.name, cfg.data.root, workers=cfg.workers, **cfg.data.options)
     with distributed.main_first():
         ds.prepare()
     tracks = {s: [t for t in ds.tracks() if t.split == s] for s in ("train", "validation")}
     # The default folder is the one `mirformer compare` looks in, so a comparison reuses this VQ-VAE.
-    out = Path(args.out) if args.out else vqvae_run_dir(ds.identity, train_cfg, seed=cfg.seed, trainer_cfg=cfg.trainer)
-    ckpt = train_vqvae(tracks, train_cfg, out, dataset_id=ds.identity, trainer_cfg=cfg.trainer, seed=cfg.seed,
-                       workers=cfg.workers, progress=distributed.is_main())
+    ckpt, _ = train_tokenizer(cfg, ds, tracks, train_cfg, out=args.out, progress=distributed.is_main() and not args.quiet)
     if distributed.is_main():
         print(f"VQ-VAE checkpoint (official Jukebox layout): {ckpt}")
     return 0
@@ -183,54 +201,36 @@ def cmd_extract(args) -> int:
     from mirformer.representations.mel import LIBROSA_DEFAULT, THESIS, LogMel
 
     base = {"thesis": THESIS, "librosa": LIBROSA_DEFAULT}[args.setting]
-    fields = asdict(base)
-    for key, value in (("sample_rate", args.sr), ("n_fft", args.n_fft), ("hop_length", args.hop),
-                       ("n_mels", args.n_mels), ("fmin", args.fmin), ("fmax", args.fmax), ("ref", args.ref),
-                       ("top_db", args.top_db)):
-        if value is not None:
-            fields[key] = value
-    rep = LogMel(type(base)(**fields))
+    fields = {k: v for k, v in (("sample_rate", args.sr), ("n_fft", args.n_fft), ("hop_length", args.hop),
+                                ("n_mels", args.n_mels), ("fmin", args.fmin), ("fmax", args.fmax), ("ref", args.ref),
+                                ("top_db", args.top_db)) if v is not None}
+    rep = LogMel(replace(base, **fields))
     out = extract_to_npy(args.audio, args.out, representation=rep)
     print(f"wrote {len(out['written'])} file(s) to {args.out} (frames x {rep.dim} mels, dB)")
-    for path, reason in out["skipped"].items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    _print_skipped(out["skipped"])
     return 1 if out["skipped"] and not out["written"] else 0
 
 
-def _shard(text: str) -> tuple[int, int]:
-    """``"K/N"`` -> (K, N) with 0 <= K < N."""
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard takes K/N (e.g. 0/4), got {text!r}") from None
-    if not 0 <= k < n:
-        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
-    return k, n
-
-
 def cmd_extract_store(args) -> int:
-    from mirformer.experiments.config import resolve
     from mirformer.experiments.prepare import extract_stores
 
-    cfg = resolve(args.preset, _overrides(args))
-    states = extract_stores(cfg, shard=args.shard, consolidate=args.consolidate, progress=not args.quiet)
+    states = extract_stores(_config(args), shard=args.shard, consolidate=args.consolidate, progress=not args.quiet)
     for name, state in states.items():
         print(f"{name}: {state}")
     return 0
 
 
 def cmd_extract_vq(args) -> int:
+    from mirformer.representations import representation_class
     from mirformer.representations.extract import extract_to_npy
-    from mirformer.representations.vq import VQCodebookVectors, VQTokens
 
-    cls = VQTokens if args.representation == "tokens" else VQCodebookVectors
-    rep = cls(args.vqvae, level=args.level, trust_pickle=args.trust_checkpoint)
+    rep = representation_class(args.name)(args.vqvae, level=args.level, trust_pickle=args.trust_checkpoint)
     out = extract_to_npy(args.audio, args.out, representation=rep)
-    what = "int16 token ids" if cls is VQTokens else f"(frames, {rep.dim}) codebook vectors"
+    what = (f"{rep.dtype.name} token ids of shape (frames,)" if rep.layout.discrete
+            else f"(frames, {rep.dim}) {rep.label} vectors")
     print(f"wrote {len(out['written'])} file(s) of {what} to {args.out} "
           f"(level {rep.level}, hop {rep.hop_length} at {rep.sample_rate} Hz)")
-    for path, reason in out["skipped"].items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    _print_skipped(out["skipped"])
     return 1 if out["skipped"] and not out["written"] else 0
 
 
@@ -242,8 +242,7 @@ def cmd_probe(args) -> int:
 
     tokenizer = VQTokens(args.vqvae, level=args.level, trust_pickle=args.trust_checkpoint)
     signals, skipped = load_signals(args.audio, sample_rate=tokenizer.sample_rate, max_seconds=args.max_seconds)
-    for path, reason in skipped.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    _print_skipped(skipped)
     if not signals:
         print("mirformer: error: no usable audio", file=sys.stderr)
         return 2
@@ -257,7 +256,7 @@ def cmd_probe(args) -> int:
 def cmd_validate(args) -> int:
     import pandas as pd
 
-    from mirformer.config import parse_overrides
+    from mirformer.config_tree import parse_overrides
     from mirformer.datasets.registry import open_dataset
 
     ds = open_dataset(args.dataset, args.root, **parse_overrides(args.option or []))
@@ -274,54 +273,43 @@ def cmd_validate(args) -> int:
     table = table[[s for s in ("train", "validation", "test") if s in table.columns]]
     if len(table):
         table["total"] = table.sum(axis=1)
-        print(f"good files per {'class' if ds.task == 'classification' else 'tag' if ds.task == 'tagging' else 'split'}"
-              " and split:")
+        print(f"good files per {ds.task} label and split:")
         print(table.to_string())
     return 1 if report.bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mirformer", description=__doc__)
+    from mirformer.datasets.registry import DATASETS
+    from mirformer.kinds import KINDS
+    from mirformer.training.strategies import STRATEGIES
+
+    p = argparse.ArgumentParser(prog="mirformer", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compare", help="pretrain, fine-tune and compare representations; write a report")
-    c.add_argument("--preset", default="quickstart",
-                   help="quickstart (default), patchifier-quickstart, styles-full, thesis-fma-medium, gtzan, mtat, "
-                        "emomusic, patchifier-paper")
-    c.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
-    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. finetune.epochs=5")
-    c.add_argument("--out", help="run folder (default: $MIRFORMER_HOME/runs/<preset>-<config hash>)")
+    _run_args(c, preset="the comparison", out="run folder (default: $MIRFORMER_HOME/runs/<preset>-<config hash>)")
     c.add_argument("--seeds", type=_seeds, metavar="K,K,...",
                    help="run once per seed (each resumable in <out>/seed-K/, features shared) and report the "
                         "mean and std across seeds; overrides the config's seed")
     c.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    c.add_argument("--quiet", action="store_true", help="no progress output")
-    _trainer_args(c)
     c.set_defaults(func=cmd_compare)
 
     pt = sub.add_parser("pretrain", help="pretrain encoders only; write self-contained encoder checkpoints")
-    pt.add_argument("--preset", default="quickstart", help="as for compare; its setups say which kinds pretrain")
-    pt.add_argument("--data-root", help="the dataset's folder (sets data.root; a separate pretraining set is "
-                                        "--set pretrain.data={name: audio, root: DIR})")
-    pt.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
-    pt.add_argument("--model", action="append", help="a model kind to pretrain (repeat; default: the preset's)")
-    pt.add_argument("--out", help="run folder (default: the one `mirformer compare` with this config uses)")
-    pt.add_argument("--quiet", action="store_true", help="no progress output")
-    _trainer_args(pt)
+    _run_args(pt, preset="as for compare; its setups say which kinds pretrain (a separate pretraining set: "
+                         "--set pretrain.data={name: audio, root: DIR})",
+              out="run folder (default: the one `mirformer compare` with this config uses)")
+    pt.add_argument("--model", action="append", choices=[n for n, k in KINDS.items() if k.neural],
+                    help="a model kind to pretrain (repeat; default: the preset's)")
     pt.set_defaults(func=cmd_pretrain)
 
     ev = sub.add_parser("evaluate", help="fine-tune or probe encoder checkpoints on a downstream task; one table")
+    _run_args(ev, preset="downstream data, task and fine-tuning settings",
+              out="run folder (default: $MIRFORMER_HOME/runs/evaluate-<preset>-<hash>)")
     ev.add_argument("--encoder", action="append", required=True, metavar="CKPT",
                     help="an encoder checkpoint (encoder.pt of `mirformer pretrain` or compare); repeat to compare")
-    ev.add_argument("--preset", default="quickstart", help="downstream data, task and fine-tuning settings")
-    ev.add_argument("--data-root", help="the downstream dataset's folder (sets data.root)")
-    ev.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (finetune.*, data.*)")
-    ev.add_argument("--mode", action="append", choices=STRATEGY_CHOICES,
+    ev.add_argument("--mode", action="append", choices=STRATEGIES,
                     help="fine-tuning strategy (repeat; default: finetune.strategy)")
-    ev.add_argument("--baseline", action="store_true", help="add the MFCC + linear baseline to the table")
-    ev.add_argument("--out", help="run folder (default: $MIRFORMER_HOME/runs/evaluate-<preset>-<hash>)")
-    ev.add_argument("--quiet", action="store_true", help="no progress output")
-    _trainer_args(ev)
+    ev.add_argument("--baseline", action="store_true", help="add the reference setups (the MFCC baseline)")
     ev.set_defaults(func=cmd_evaluate)
 
     em = sub.add_parser("embed", help="per-file embeddings of audio from an encoder checkpoint, as .npy")
@@ -337,11 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     em.set_defaults(func=cmd_embed)
 
     tv = sub.add_parser("train-vqvae", help="train a VQ-VAE with Jukebox's objective on a dataset's training split")
-    tv.add_argument("--preset", default="quickstart",
-                    help="dataset, trainer and tokenizer.train settings of this compare preset")
-    tv.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="override the preset, e.g. tokenizer.train.epochs=20")
-    tv.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
+    _run_args(tv, preset="dataset, trainer and tokenizer.train settings of this compare preset",
+              out="output folder (default: the one `mirformer compare` with this preset uses, "
+                  "$MIRFORMER_HOME/runs/vqvae/<dataset>-<hash>)")
     tv.add_argument("--vqvae", choices=("small", "jukebox"),
                     help="architecture instead of the preset's: small (one level, hop 128, 256 codes; minutes on "
                          "a CPU) or jukebox (OpenAI's)")
@@ -349,13 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--epochs", type=int)
     tv.add_argument("--crop-seconds", type=float, help="training crop length (s)")
     tv.add_argument("--batch-size", type=int)
-    tv.add_argument("--out", help="output folder (default: the one `mirformer compare` with this preset uses, "
-                                  "$MIRFORMER_HOME/runs/vqvae/<dataset>-<hash>)")
-    _trainer_args(tv)
     tv.set_defaults(func=cmd_train_vqvae)
 
     d = sub.add_parser("data", help="build the built-in music21-styles dataset and print class counts")
-    d.add_argument("--preset", default="quickstart", help="quickstart (10 s clips) or full (30 s clips)")
+    d.add_argument("--preset", default="quickstart", help="quickstart (5 s clips) or full (30 s clips)")
     d.add_argument("--root", help="where to render (default: under $MIRFORMER_HOME/datasets)")
     d.add_argument("--workers", type=int, default=None, help="render processes (default: all cores)")
     d.set_defaults(func=cmd_data)
@@ -377,29 +360,26 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--top-db", type=float, help="dynamic range below the peak (dB, default 80)")
     m.set_defaults(func=cmd_extract)
 
-    for kind, text in (("tokens", "VQ token ids, one int16 .npy of shape (frames,) per file"),
-                       ("codebooks", "VQ codebook vectors, one float32 .npy of shape (frames, dim) per file")):
-        t = esub.add_parser(kind, help=text)
+    for command, name, text in (("tokens", "vq-tokens", "VQ token ids, one int16 .npy of shape (frames,) per file"),
+                                ("codebooks", "vq-codebooks",
+                                 "VQ codebook vectors, one float32 .npy of shape (frames, dim) per file")):
+        t = esub.add_parser(command, help=text)
         t.add_argument("audio", nargs="+", help="audio files (decoded, downmixed, resampled to the VQ-VAE's rate)")
         t.add_argument("--vqvae", required=True, help="VQ-VAE checkpoint (OpenAI's vqvae.pth.tar or mirformer's)")
         t.add_argument("--level", type=int, help="level to encode (default: the top one; Jukebox: 2, hop 128)")
         t.add_argument("--out", required=True, help="output folder")
         t.add_argument("--trust-checkpoint", action="store_true",
                        help="load a checkpoint that needs full unpickling (only for files you trust)")
-        t.set_defaults(func=cmd_extract_vq)
+        t.set_defaults(func=cmd_extract_vq, name=name)
 
     st = esub.add_parser("store", help="fill the feature stores `mirformer compare` reads, alone or in shards")
-    st.add_argument("--preset", default="quickstart", help="the comparison whose inputs to extract")
-    st.add_argument("--data-root", help="the dataset's folder as you unpacked it (sets data.root)")
-    st.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the preset, as for compare")
+    _run_args(st, preset="the comparison whose inputs to extract", out=None, trainer=False)
     st.add_argument("--shard", type=_shard, metavar="K/N",
                     help="encode only shard K of N (0-based); N processes or jobs fill one store, the last to "
                          "finish writes the memory-mapped store")
     st.add_argument("--consolidate", action="store_true",
                     help="only write the memory-mapped store from the parts written so far (after a shard was rerun)")
-    st.add_argument("--quiet", action="store_true", help="no progress bars")
-    st.set_defaults(func=cmd_extract_store, accelerator=None, devices=None, num_nodes=None, strategy=None,
-                    precision=None)
+    st.set_defaults(func=cmd_extract_store)
 
     pr = sub.add_parser("probe-invariance", help="how tokens and log-mel change under inaudible transformations")
     pr.add_argument("audio", nargs="+")
@@ -415,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="decode every file of a dataset; report bad ones and counts per split "
                                         "(exit status 1 if any file is bad)")
-    v.add_argument("dataset", help="fma, gtzan, mtat, emomusic, jamendo, folder, csv, music21-styles")
+    v.add_argument("dataset", choices=sorted(DATASETS), metavar="DATASET", help=", ".join(sorted(DATASETS)))
     v.add_argument("root", nargs="?", help="the dataset's folder as unpacked (csv: the manifest file)")
     v.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a dataset option, e.g. subset=large (fma), split=random (gtzan), subset=genre (jamendo)")

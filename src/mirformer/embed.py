@@ -26,8 +26,6 @@ from mirformer.atomic import atomic_path
 from mirformer.audio import DECODE_ERRORS, SILENCE_PEAK, check_file, decode_error, truncated
 from mirformer.encoder_file import EncoderFile
 from mirformer.errors import AudioError, ConfigError
-from mirformer.representations.mel import LogMel, log_mel_stream
-from mirformer.representations.vqvae.chunked import encode_stream
 
 POOLINGS = ("none", "cls", "mean")
 
@@ -101,13 +99,16 @@ class Embedder:
 
     # ---- input frames --------------------------------------------------------------------
     def frames(self, blocks: Callable[[], Iterable[np.ndarray]]) -> Iterator[np.ndarray]:
-        """The encoder's scaled input frames of the audio ``blocks()`` gives, block by block."""
-        if isinstance(self.rep, LogMel):
-            for f in log_mel_stream(blocks, config=self.rep.config):
-                yield ((f - self.encoder.mean) / self.encoder.std).astype(np.float32)
-        else:
-            for ids in encode_stream(self.rep.model, blocks(), level=self.rep.level):
-                yield ids.astype(np.int64)
+        """The encoder's scaled input frames of the audio ``blocks()`` gives, block by block
+        (ids as int64, continuous frames scaled by the encoder's statistics as float32)."""
+        stats = self.encoder.statistics
+        for f in self.rep.encode_stream(blocks):
+            if self.rep.layout.discrete:
+                yield f.astype(np.int64)
+            elif stats.mean is None:
+                yield f.astype(np.float32)
+            else:
+                yield ((f - stats.mean) / stats.std).astype(np.float32)
 
     def frames_of(self, y: np.ndarray) -> np.ndarray:
         """The scaled input frames of a whole signal held in memory (mono, at ``sample_rate``)."""

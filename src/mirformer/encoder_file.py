@@ -1,15 +1,15 @@
 """The pretrained-encoder checkpoint: the contract between pretraining and everything after it.
 
 One file holds all an encoder needs away from the run that made it: the network's spec and
-weights, its kind, the input it reads (log-mel settings and storage, or the whole VQ tokenizer),
-the scaling fitted on the pretraining data (per-band mean and std, or Patchifier's x 0.01) and
+weights, its kind, the representation it reads (written and read back by the representation
+itself: log-mel settings and storage, or a whole embedded tokenizer), the statistics fitted on
+the pretraining data (per-band mean and std, Patchifier's x 0.01, a tokenizer's code counts) and
 its window lengths, and what it was pretrained on. ``mirformer evaluate``, ``mirformer embed``
 and ``mirformer.hear`` read nothing else, with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +19,8 @@ import torch.nn as nn
 
 from mirformer.atomic import write_torch
 from mirformer.errors import CheckpointError
-from mirformer.representations.base import Representation
-from mirformer.representations.mel import LogMel, MelConfig
-from mirformer.representations.vq import VQTokens
+from mirformer.kinds import KINDS
+from mirformer.representations import Representation, Statistics, representation_class
 
 FORMAT = "mirformer-encoder"
 VERSION = 1
@@ -31,50 +30,36 @@ VERSION = 1
 class EncoderFile:
     """A read encoder checkpoint. ``load_model`` builds its network (``n_outputs``: with a fresh head).
 
-    ``mean`` / ``std`` scale its input frames as ``(x - mean) / std`` (None for token ids);
-    ``counts`` is how often the pretraining data used each token.
+    ``statistics`` scale its input frames as ``(x - mean) / std`` (None for ids) and say how often
+    the pretraining data used each id (``counts``).
     """
 
     path: Path
     kind: str
     representation: Representation
     scaling: str
-    mean: np.ndarray | None
-    std: np.ndarray | None
-    counts: np.ndarray | None
+    statistics: Statistics
     window: int
     eval_window: int
     about: dict
 
     def load_model(self, *, n_outputs: int | None = None, head: str | None = None, pooling: str = "cls") -> nn.Module:
-        from mirformer.kinds import KINDS
-
         return KINDS[self.kind].load(self.path, n_outputs=n_outputs, head=head, pooling=pooling)
 
 
-def _input_block(rep: Representation, *, scaling: str, mean, std, counts, window: int, eval_window: int) -> dict:
-    block = {"scaling": scaling, "window": int(window), "eval_window": int(eval_window),
-             "mean": None if mean is None else torch.as_tensor(np.asarray(mean, np.float32)),
-             "std": None if std is None else torch.as_tensor(np.asarray(std, np.float32)),
-             "counts": None if counts is None else torch.as_tensor(np.asarray(counts, np.int64))}
-    if isinstance(rep, LogMel):
-        return {**block, "representation": "mel", "mel": dataclasses.asdict(rep.config), "dtype": rep.dtype.name}
-    if isinstance(rep, VQTokens):
-        vq = rep.model
-        return {**block, "representation": "tokens", "level": rep.level, "sha1": rep.sha1,
-                "vqvae": {"config": vq.config.to_dict(), "state_dict": {k: v.detach().cpu() for k, v in
-                                                                        vq.state_dict().items()}}}
-    raise CheckpointError(f"cannot save an encoder reading {type(rep).__name__}")
+def _tensor(array, dtype) -> torch.Tensor | None:
+    return None if array is None else torch.as_tensor(np.asarray(array, dtype))
 
 
 def save_encoder(path: str | Path, *, kind: str, model: nn.Module, representation: Representation, scaling: str,
-                 mean, std, counts, window: int, eval_window: int, about: dict) -> None:
-    """Write ``model`` with its input settings and scaling, atomically (``EncoderFile`` reads it)."""
+                 statistics: Statistics, window: int, eval_window: int, about: dict) -> None:
+    """Write ``model`` with its input settings and statistics, atomically (``read_encoder`` reads it)."""
+    block = {"representation": representation.name, "scaling": scaling, "window": int(window),
+             "eval_window": int(eval_window), "mean": _tensor(statistics.mean, np.float32),
+             "std": _tensor(statistics.std, np.float32), "counts": _tensor(statistics.counts, np.int64),
+             **representation.to_block()}
     write_torch(path, {"format": FORMAT, "version": VERSION, "kind": kind, "spec": model.spec(),
-                       "state_dict": model.state_dict(),
-                       "input": _input_block(representation, scaling=scaling, mean=mean, std=std, counts=counts,
-                                             window=window, eval_window=eval_window),
-                       "about": about})
+                       "state_dict": model.state_dict(), "input": block, "about": about})
 
 
 def read_encoder(path: str | Path) -> EncoderFile:
@@ -95,20 +80,14 @@ def read_encoder(path: str | Path) -> EncoderFile:
                               "pretrain again")
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path}: encoder format version {ckpt.get('version')}, this mirformer reads {VERSION}")
+    if ckpt["kind"] not in KINDS:
+        raise CheckpointError(f"{path}: model kind {ckpt['kind']!r} is not one this mirformer knows ({sorted(KINDS)})")
     block = ckpt["input"]
-    if block["representation"] == "mel":
-        rep = LogMel(MelConfig(**block["mel"]), dtype=block["dtype"])
-    else:
-        from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
-
-        vq = VQVAE(VQVAEConfig.from_dict(block["vqvae"]["config"]))
-        vq.load_state_dict(block["vqvae"]["state_dict"])
-        vq.eval().restore_k()
-        rep = VQTokens.from_model(vq, level=block["level"], sha1=block["sha1"], source=f"{path} (embedded tokenizer)")
+    rep = representation_class(block["representation"]).from_block(block, source=str(path))
 
     def array(key):
         return None if block[key] is None else block[key].numpy()
 
-    return EncoderFile(path=path, kind=ckpt["kind"], representation=rep, scaling=block["scaling"], mean=array("mean"),
-                       std=array("std"), counts=array("counts"), window=block["window"],
+    return EncoderFile(path=path, kind=ckpt["kind"], representation=rep, scaling=block["scaling"],
+                       statistics=Statistics(array("mean"), array("std"), array("counts")), window=block["window"],
                        eval_window=block["eval_window"], about=ckpt["about"])

@@ -32,7 +32,7 @@ class AudioFolder(Dataset):
     """
 
     name = "audio"
-    task = "unlabelled"
+    task = None
 
     def __init__(self, root: str | Path, *, validation: float = 0.05):
         super().__init__(root)
@@ -69,6 +69,6 @@ class AudioFolder(Dataset):
             validation.discard(max(ids, key=share))
         return [Track(i, paths[i], "validation" if i in validation else "train") for i in ids]
 
-    def classes(self) -> list[str]:
+    def require_labels(self) -> None:
         raise ConfigError(f"audio ({self.root}) has no labels: it can be a pretraining set (--set pretrain.data="
                           "{name: audio, root: DIR}), not a downstream one")

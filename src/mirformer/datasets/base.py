@@ -84,7 +84,7 @@ class Dataset(ABC):
     """
 
     name: ClassVar[str]
-    task: str = "classification"
+    task: str | None = "classification"  # a registered task (``mirformer.tasks``); None: unlabelled
     known_bad: ClassVar[dict[str, str]] = {}
     nominal_seconds: ClassVar[float | None] = None
 
@@ -107,14 +107,10 @@ class Dataset(ABC):
     def tracks(self) -> list[Track]:
         """All tracks with their split and label(s) or targets."""
 
-    def classes(self) -> list[str]:
-        """Output names: sorted class names, sorted tag names, or ``target_names`` (regression)."""
-        ts = self.tracks()
-        if self.task == "classification":
-            return sorted({t.label for t in ts if t.label is not None})
-        if self.task == "tagging":
-            return sorted({tag for t in ts for tag in (t.labels or ())})
-        return list(self.target_names)
+    def require_labels(self) -> None:
+        """Raise ``ConfigError`` if the dataset carries no labels, so cannot be a downstream set."""
+        if self.task is None:
+            raise ConfigError(f"{self.name} ({self.root}) has no labels: it can only be a pretraining set")
 
     def explain(self, track_id: str, reason: str) -> str:
         """Why a file is unusable: the decoder's ``reason``, plus the maintainers' note for a ``known_bad`` id."""

@@ -1,71 +1,90 @@
-"""``mirformer pretrain`` and ``mirformer evaluate``: the two halves of a comparison, apart.
+"""``evaluate(setups, prepared) ->`` results, ``finish`` (the run's results.json, evidence and
+report), and ``mirformer evaluate``: downstream setups from encoder files alone, on any dataset
+and task.
 
-``run_pretrain`` writes self-contained encoder checkpoints (``mirformer.encoder_file``) into the
-run folder a comparison with the same config uses, so ``compare`` later reuses them.
-``run_evaluate`` trains and scores downstream setups from one or more encoder files alone, on
-any dataset and task: the downstream audio is encoded with each encoder's own input settings
-and scaling, and one table compares them.
+The downstream audio is encoded with each encoder's own representation (resampled to its rate)
+and statistics, never the config's; one table compares every encoder in every mode.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from mirformer import distributed, paths
 from mirformer.atomic import write_json
+from mirformer.config_tree import sections, touched
 from mirformer.encoder_file import read_encoder
 from mirformer.errors import ConfigError
-from mirformer.experiments.compare import Comparison, config_hash, distributed_settings, finish_run, versions
-from mirformer.experiments.config import CompareConfig
-from mirformer.experiments.data import kinds_of
+from mirformer.experiments.downstream import Setup, run_setup
+from mirformer.experiments.prepare import Prepared, prepare
+from mirformer.experiments.questions import evidence_of_run
+from mirformer.experiments.run import config_hash, log, start_run
 from mirformer.kinds import KINDS
-from mirformer.representations.mel import LogMel, MelConfig
 
 
-def run_pretrain(cfg: CompareConfig, *, kinds: list[str] | None = None, run_dir: Path | None = None,
-                 progress: bool = True) -> dict[str, Path]:
-    """Pretrain ``kinds`` (default: those ``cfg``'s setups pretrain) on ``pretrain.data``; return
-    each kind's encoder checkpoint (in the run folder ``compare`` with ``cfg`` reuses)."""
-    distributed.launch(cfg.trainer)
-    split = distributed_settings(cfg)
-    unknown = sorted(set(kinds or ()) - set(KINDS))
-    if unknown:
-        raise ConfigError(f"unknown model kind(s) {unknown}; known: {sorted(KINDS)}")
-    chosen = [KINDS[k] for k in kinds] if kinds else kinds_of(cfg, pretrained=True)
-    if not chosen:
-        raise ConfigError(f"nothing to pretrain: name a model kind ({sorted(KINDS)}) or use a preset whose setups "
-                          "start from a pretrained encoder")
-    pre = Comparison(cfg, run_dir, progress=progress, data=cfg.pretrain.data, labelled=False)
-    if distributed.is_main():
-        write_json(pre.run_dir / "config.json", {"config": asdict(cfg), "seed": cfg.seed, "versions": versions(),
-                                                 "distributed": split})
-    pre.prepare_data(kinds=chosen)
-    return {kind.name: pre.pretrain(kind)[0] for kind in chosen}
+def evaluate(setups: list[Setup], prepared: Prepared, run_dir: Path) -> dict[str, dict]:
+    """Train and score every setup on ``prepared`` (finished ones reused), in order; by name."""
+    results = {}
+    for setup in setups:
+        result = run_setup(setup, prepared, run_dir)
+        if result:  # a kind that fits itself runs on rank 0 alone
+            results[setup.name] = result
+    return results
 
 
-def check_input_overrides(overrides: dict, encoders: list[Path]) -> None:
-    """Refuse input settings that contradict an encoder's: evaluation encodes the downstream audio
-    with the encoder's own settings, and a different setting asked for would be silently ignored."""
+def finish(prepared: Prepared, setups: dict[str, dict], run_dir: Path, t0: float) -> dict:
+    """``results.json`` with its evidence (intervals, paired tests) and the report, on rank 0;
+    returns the results there, ``{}`` on the other ranks."""
+    from mirformer.experiments.report import write_report
+
+    if not distributed.is_main():
+        return {}
+    cfg, dataset, task, run_dir = prepared.cfg, prepared.dataset, prepared.task, Path(run_dir)
+    results = {
+        "name": cfg.name,
+        "dataset": dataset.name,
+        "dataset_root": str(dataset.root),
+        "task": task.name,
+        "monitor": task.monitor,
+        "classes": task.names,
+        "counts": {s: len(ts) for s, ts in prepared.tracks.items()},
+        "representations": {name: inp.describe() for name, inp in prepared.inputs.items()},
+        # Pretraining stages that drew validation examples (Patchifier's reconstructions).
+        "examples": {p.parent.name: str(p.relative_to(run_dir)) for p in sorted(run_dir.glob("*/examples.png"))},
+        "skipped": prepared.skipped,
+        "flagged": prepared.flagged,
+        "setups": setups,
+        "seconds": time.time() - t0,
+        "run_dir": str(run_dir),
+    }
+    log("confidence intervals and paired tests on the test clips", prepared.progress)
+    results["evidence"] = evidence_of_run(results, run_dir, seed=cfg.seed, progress=prepared.progress,
+                                          n_resamples=cfg.evidence.n_resamples,
+                                          n_permutations=cfg.evidence.n_permutations)
+    write_json(run_dir / "results.json", results)
+    results["table"] = write_report(results, run_dir)
+    return results
+
+
+def check_input_overrides(cfg, overrides: dict, encoders: list[Path]) -> None:
+    """Refuse settings that contradict an encoder's representation: evaluation encodes the
+    downstream data with the encoder's own, so a different setting asked for would be silently
+    ignored. A section of the encoder representation's config (wherever it sits in the tree, e.g.
+    ``mel`` or ``patchifier.mel``) may be set only to the encoder's own values."""
     for path in encoders:
-        encoder = read_encoder(path)
-        rep = encoder.representation
-        for key in ("mel", "patchifier"):
-            asked = overrides.get(key, {})
-            asked = asked.get("mel", {}) if key == "patchifier" else asked
-            if asked and isinstance(rep, LogMel):
-                wanted = MelConfig(**{**dataclasses.asdict(rep.config), **asked})
-                if wanted != rep.config:
-                    raise ConfigError(f"{path} reads log-mel {rep.config}; evaluation encodes the downstream data "
-                                      f"with those settings, so --set {key}{'.mel' if key == 'patchifier' else ''}="
-                                      f"{asked} would not apply: drop it, or pretrain an encoder with it")
-        if overrides.get("tokenizer") and not isinstance(rep, LogMel):
-            raise ConfigError(f"{path} carries its own VQ tokenizer; evaluation uses it, so tokenizer settings "
-                              f"{overrides['tokenizer']} would not apply: drop them")
+        rep = read_encoder(path).representation
+        if rep.config_class is None:
+            continue
+        own = rep.settings()
+        for key, section in sections(cfg, rep.config_class):
+            if touched(overrides, key) and section != own:
+                what = f"{rep.label} {own}" if own is not None else f"its own {rep.label} settings (embedded)"
+                raise ConfigError(f"{path} reads {what}; evaluation encodes the downstream data with those settings, "
+                                  f"so --set {key}=... would not apply: drop it, or pretrain an encoder with it")
 
 
 def encoder_labels(encoders: list[Path]) -> dict[Path, str]:
@@ -83,10 +102,11 @@ def encoder_labels(encoders: list[Path]) -> dict[Path, str]:
     return labels
 
 
-def run_evaluate(cfg: CompareConfig, encoders: list[str | Path], *, modes: list[str] | None = None,
-                 baseline: bool = False, run_dir: Path | None = None, progress: bool = True) -> dict:
-    """Fine-tune or probe every encoder in every mode (default: ``finetune.strategy``) on ``cfg``'s
-    data and task, with ``finetune``'s pooling, head and grid; one run folder and report for all.
+def run_evaluate(cfg, encoders: list[str | Path], *, modes: list[str] | None = None, baseline: bool = False,
+                 run_dir: Path | None = None, progress: bool = True) -> dict:
+    """``mirformer evaluate``: fine-tune or probe every encoder in every mode (default:
+    ``finetune.strategy``) on ``cfg``'s data and task, with ``finetune``'s pooling, head and grid;
+    with ``baseline``, every reference kind (the MFCC baseline) too; one run folder and report.
 
     Returns the results on rank 0, ``{}`` on the other ranks of a DDP run.
     """
@@ -96,22 +116,15 @@ def run_evaluate(cfg: CompareConfig, encoders: list[str | Path], *, modes: list[
         raise ConfigError("evaluate needs at least one --encoder checkpoint")
     labels = encoder_labels(encoders)
     modes = modes or [cfg.finetune.strategy]
-    cfg = replace(cfg, setups=["mfcc-linear"] if baseline else [])
+    references = [k for k in KINDS.values() if k.reference] if baseline else []
+    cfg = replace(cfg, setups=[name for k in references for name in k.setups()])
     distributed.launch(cfg.trainer)
-    split = distributed_settings(cfg)
     if run_dir is None:
         key = hashlib.sha1(json.dumps([config_hash(cfg), modes, [str(p.resolve()) for p in encoders]]).encode())
         run_dir = paths.runs_dir() / f"evaluate-{cfg.name}-{key.hexdigest()[:8]}"
-    cmp = Comparison(cfg, run_dir, progress=progress)
-    if distributed.is_main():
-        write_json(cmp.run_dir / "config.json", {"config": asdict(cfg), "encoders": [str(p) for p in encoders],
-                                                 "modes": modes, "seed": cfg.seed, "versions": versions(),
-                                                 "distributed": split})
-    cmp.prepare_data(kinds=[], encoders=encoders)
-    setups: dict[str, dict] = {}
-    for path in encoders:
-        kind = KINDS[cmp.encoders[path].kind]
-        for mode in modes:
-            name = f"{labels[path]}-{mode}"
-            setups[name] = cmp.downstream(name, kind, replace(cfg.finetune, strategy=mode), path)
-    return finish_run(cmp, setups, t0)
+    run_dir = start_run(run_dir, cfg, encoders=[str(p) for p in encoders], modes=modes)
+    prepared = prepare(cfg, kinds=[], encoders=encoders, progress=progress)
+    setups = [Setup(f"{labels[path]}-{mode}", KINDS[prepared.encoders[str(path)].kind],
+                    replace(cfg.finetune, strategy=mode), path, str(path)) for path in encoders for mode in modes]
+    setups += [Setup(name, kind) for kind in references for name in kind.setups()]
+    return finish(prepared, evaluate(setups, prepared, run_dir), run_dir, t0)

@@ -134,7 +134,7 @@ def _tokens(tokenizer: Tokenizer, y: np.ndarray, name: str) -> np.ndarray:
     return tokens
 
 
-def compare(
+def change_between(
     y: np.ndarray,
     y2: np.ndarray,
     *,
@@ -246,12 +246,12 @@ def probe_invariance(
             raise MirformerError(f"{name}: need finite mono audio of at least {tokenizer.hop_length} samples, "
                                  f"got shape {y.shape}")
         for t in transforms:
-            row = compare(y, t.apply(y), tokenizer=tokenizer, mel_config=mel_config, name=name)
+            row = change_between(y, t.apply(y), tokenizer=tokenizer, mel_config=mel_config, name=name)
             rows.append({"file": name, "transform": t.name, **row})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
+def summarise_transforms(df: pd.DataFrame) -> pd.DataFrame:
     """Mean of each metric per transformation, in the order first seen.
 
     Parameters

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from mirformer.atomic import atomic_path, write_text
-from mirformer.experiments.invariance import summarise
+from mirformer.experiments.invariance import summarise_transforms
 
 HEADER = ("transformation", "files", "token agreement", "codebook distance", "log-mel diff (dB)")
 
@@ -33,7 +33,7 @@ def invariance_table(df: pd.DataFrame) -> str:
         Columns ``transformation | files | token agreement | codebook distance | log-mel diff (dB)``;
         agreement as a percentage, distances with three significant digits.
     """
-    summary = summarise(df)
+    summary = summarise_transforms(df)
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for name, row in summary.iterrows():
         cells = (name, str(int(row["n_files"])), f"{100 * row['token_agreement']:.1f}%",
@@ -54,7 +54,7 @@ def plot_invariance(df: pd.DataFrame, path: str | Path) -> None:
     path : str or Path
         PNG file, written atomically.
     """
-    summary = summarise(df)
+    summary = summarise_transforms(df)
     names = list(summary.index)
     ypos = np.arange(len(names))
     fig = Figure(figsize=(10.0, 0.45 * len(names) + 1.6), layout="constrained")

@@ -17,9 +17,10 @@ import numpy as np
 from mirformer import distributed, paths
 from mirformer.atomic import write_json, write_text
 from mirformer.errors import ConfigError
-from mirformer.experiments.compare import config_hash, run_compare
+from mirformer.experiments.compare import run_compare
 from mirformer.experiments.config import CompareConfig
-from mirformer.experiments.evidence import METRICS
+from mirformer.experiments.run import config_hash
+from mirformer.tasks.base import task_class
 
 
 def seeds_dir(cfg: CompareConfig, seeds: list[int]) -> Path:
@@ -37,14 +38,14 @@ def run_seeds(cfg: CompareConfig, seeds: list[int], run_dir: Path | None = None,
     runs = {seed: run_compare(replace(cfg, seed=seed), top / f"seed-{seed}", progress=progress) for seed in seeds}
     if not distributed.is_main():
         return {}
-    summary = summarise(runs)
+    summary = summarise_seeds(runs)
     summary["run_dir"] = str(top)
     write_json(top / "results.json", summary)
     summary["table"] = write_seeds_report(summary, top)
     return summary
 
 
-def summarise(runs: dict[int, dict]) -> dict:
+def summarise_seeds(runs: dict[int, dict]) -> dict:
     """Per setup and test metric: each seed's value and interval, their mean and std (ddof=1)."""
     first = next(iter(runs.values()))
     task = first["task"]
@@ -52,7 +53,7 @@ def summarise(runs: dict[int, dict]) -> dict:
     setups = {}
     for name in names:
         setups[name] = {}
-        for metric in METRICS[task]:
+        for metric in task_class(task).kernels:
             values = [r["setups"][name]["splits"]["test"][metric] for r in runs.values()]
             intervals = [(r.get("evidence") or {}).get("intervals", {}).get(name, {}).get(metric) for r in runs.values()]
             setups[name][metric] = {"values": values, "intervals": intervals, "mean": float(np.mean(values)),
@@ -83,7 +84,7 @@ def write_seeds_report(summary: dict, out: Path) -> str:
           "clips; the last column is the mean and sample standard deviation (ddof = 1) across seeds. Each "
           "seed's own report: " + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in seeds) + ".", ""]
     tables = {}
-    for metric in METRICS[task]:
+    for metric in task_class(task).kernels:
         tables[metric] = seeds_table(summary, metric)
         md += [f"## Test {metric}", "", tables[metric]]
     write_text(out / "report.md", "\n".join(md))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,34 +15,16 @@ from mirformer import distributed, paths
 from mirformer.atomic import write_json
 from mirformer.audio import too_short
 from mirformer.datasets.base import Track
-from mirformer.errors import ConfigError
 from mirformer.representations.store import FeatureStore
 from mirformer.representations.vqvae.checkpoint import save_vqvae
 from mirformer.representations.vqvae.losses import compute_bandwidth
-from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
+from mirformer.representations.vqvae.model import VQVAE
+from mirformer.representations.vqvae.train_config import VQVAETrainConfig
 from mirformer.representations.waveform import Waveform
 from mirformer.training.fit import TrainerConfig, fit_stage, load_module_weights
 from mirformer.training.loaders import make_loader
 from mirformer.training.snippets import CentredSnippets, RandomSnippets, TiledSnippets
 from mirformer.training.vqvae_module import VQVAEModule
-
-
-@dataclass
-class VQVAETrainConfig:
-    vqvae: VQVAEConfig = field(default_factory=VQVAEConfig)
-    crop_seconds: float = 1.0  # training crops, rounded down to a multiple of the top hop
-    crops_per_track: int = 4  # per epoch
-    batch_size: int = 8
-    epochs: int = 10
-    lr: float = 3e-4
-    warmup: int = 100  # steps of linear warm-up
-    bandwidth_seconds: float = 600.0  # training audio measured for the loss normalisation (Jukebox: 600 s)
-    # Validation after each epoch: every crop of every clip ("tiled") or one centred crop per clip ("centre").
-    val_crops: str = "tiled"
-
-    def __post_init__(self):
-        if self.val_crops not in ("tiled", "centre"):
-            raise ConfigError(f"tokenizer.train.val_crops must be 'tiled' or 'centre', got {self.val_crops!r}")
 
 
 def vqvae_run_dir(dataset_id: str, cfg: VQVAETrainConfig, *, seed: int, trainer_cfg: TrainerConfig) -> Path:

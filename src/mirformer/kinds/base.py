@@ -1,10 +1,13 @@
 """What a model kind declares, and the registry of kinds.
 
-A kind (SpectroFormer, TokenFormer, CodebookFormer, Patchifier) is one registered class: the
-input it reads and how that input is scaled, how to build and load its network, its pretraining
-stages in order, the parameter groups each fine-tuning strategy freezes and the downstream head
-it uses by default. The comparison runner loops over kinds and never names one; adding a model
-is one file in this package.
+A kind (SpectroFormer, TokenFormer, CodebookFormer, Patchifier, the MFCC baseline) is one
+registered class in its own file of this package: its config (reached in a comparison's config
+tree under the kind's name), the input it reads (a representation, of a layout it can read, and
+how that input is scaled), how to build and load its network, its pretraining stages in order,
+the parameter groups each fine-tuning strategy freezes and those only pretraining uses, its
+default downstream head, and what reports need to know to compare it (its architecture; whether
+it is the reference the others are compared against). The runner loops over kinds and never
+names one; adding a model is one file in this package.
 """
 
 from __future__ import annotations
@@ -12,36 +15,57 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch.nn as nn
 
 from mirformer.errors import ConfigError
-from mirformer.representations.mel import MelConfig
+from mirformer.models.encoder import EncoderConfig
+from mirformer.representations import Representation, Statistics, representation_class
+from mirformer.training.stages import StageConfig
 from mirformer.training.strategies import FREEZES, STRATEGIES
 
-if TYPE_CHECKING:  # the runner's types; kinds only read attributes of them
-    from mirformer.experiments.compare import Inputs
-    from mirformer.experiments.config import CompareConfig, StageConfig
+
+class Comparison(Protocol):
+    """What kinds read of a comparison's config: their own section (``getattr(cfg, kind.config_key)``),
+    the representations' sections, and these shared settings."""
+
+    encoder: EncoderConfig  # the encoder the kinds of one architecture share
+    window_seconds: float  # a training window, unless a kind sets its own length in frames
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """The input a kind reads. Kinds with equal specs share one prepared input.
 
-    ``representation`` is ``"mel"`` (log-mel frames of ``mel``) or ``"tokens"`` (the comparison's
-    VQ tokenizer). Log-mel is scaled by ``scaling``: ``"standardise"`` (per band, with the training
-    split's mean and std) or ``"paper"`` (dB x 0.01, Patchifier's). ``window`` is the frames of a
-    training window (tokens: None, the seconds of a mel window); ``eval_window`` the frames of an
-    evaluation window (None: ``window``).
+    ``name`` is the input's name in results; ``representation`` a registered representation and
+    ``config`` its config. ``scaling`` is one of ``representations.base.SCALINGS`` (None: the
+    representation's default). ``window`` is the frames of a training window (None: the
+    comparison's ``window_seconds``); ``eval_window`` the frames of an evaluation window (None:
+    ``window``).
     """
 
     name: str
     representation: str
-    mel: MelConfig | None = None
-    scaling: str = "standardise"
+    config: Any
+    scaling: str | None = None
     window: int | None = None
     eval_window: int | None = None
+
+    def frames(self, cfg: Comparison) -> tuple[int, int]:
+        """(training window, evaluation window) in frames."""
+        rate = representation_class(self.representation).frame_rate(self.config)
+        window = self.window or round(cfg.window_seconds * rate)
+        return window, self.eval_window or window
+
+
+def configured_input(cfg: Comparison, representation: str, **fields) -> InputSpec:
+    """The input of ``representation`` as the comparison configures it (its ``config_key`` section)."""
+    cls = representation_class(representation)
+    if cls.config_key is None or not hasattr(cfg, cls.config_key):
+        raise ConfigError(f"representation {representation!r} has no section in the comparison's config; "
+                          "a model can read it only from an encoder file")
+    return InputSpec(cls.input_name, cls.name, getattr(cfg, cls.config_key), **fields)
 
 
 @dataclass(frozen=True)
@@ -61,25 +85,69 @@ class PretrainStage:
     frozen: tuple[str, ...] = ()
 
 
-class ModelKind(ABC):
-    """One model kind. ``head`` is the downstream head unless the strategy or the config says
-    otherwise; ``freezes`` maps each fine-tuning strategy to the parameter groups it freezes."""
+class Kind(ABC):
+    """Anything a setup of a comparison names. ``order`` places its setups in reports;
+    ``reference`` kinds are what every other setup is compared against, under ``label``."""
 
     name: ClassVar[str]
+    order: ClassVar[int]
+    config_class: ClassVar[type]
+    neural: ClassVar[bool] = True
+    reference: ClassVar[bool] = False
+    label: ClassVar[str] = ""
+
+    @property
+    def config_key(self) -> str:
+        """Where its config lives in a comparison's config tree: its name, as an identifier."""
+        return self.name.replace("-", "_")
+
+    def settings(self, cfg):
+        """This kind's section of the comparison config ``cfg``."""
+        return getattr(cfg, self.config_key)
+
+    @abstractmethod
+    def setups(self) -> dict[str, str | None]:
+        """Its setup names, each with its mode (None: the kind's only setup)."""
+
+
+# How a kind's network is trained downstream: pretrained then fine-tuned (``finetune``), from
+# scratch (``scratch``), or pretrained then fine-tuned with one named strategy.
+MODES = ("pretrained-finetuned", "scratch", *STRATEGIES)
+
+
+class ModelKind(Kind):
+    """A neural model kind. ``architecture``: kinds that share one differ only in their input (the
+    report compares their inputs); ``reads``: the layouts it takes (``"frames"``, ``"ids"``);
+    ``head``: the downstream head unless the strategy or config says otherwise; ``freezes``: the
+    parameter groups each strategy freezes; ``pretraining_only``: the groups only pretraining
+    uses, frozen downstream."""
+
+    architecture: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]] = ("frames",)
     head: ClassVar[str] = "linear"
     freezes: ClassVar[dict[str, tuple[str, ...]]] = FREEZES
+    pretraining_only: ClassVar[tuple[str, ...]] = ("decoder",)
+
+    def setups(self) -> dict[str, str | None]:
+        return {f"{self.name}-{mode}": mode for mode in MODES}
 
     @abstractmethod
-    def input(self, cfg: CompareConfig) -> InputSpec:
+    def input(self, cfg: Comparison) -> InputSpec:
         """The input this kind reads under ``cfg``."""
 
-    @abstractmethod
-    def check(self, cfg: CompareConfig, window: int, eval_window: int) -> None:
+    def check(self, cfg: Comparison, window: int, eval_window: int) -> None:
         """Raise ``ConfigError`` before any heavy work if windows of these frames do not fit the model."""
 
+    def check_input(self, representation: Representation) -> None:
+        """Refuse a representation whose layout this kind cannot read."""
+        layout = "ids" if representation.layout.discrete else "frames"
+        if layout not in self.reads:
+            raise ConfigError(f"{self.name} reads {' or '.join(self.reads)}; {representation.name} gives {layout}")
+
     @abstractmethod
-    def build(self, cfg: CompareConfig, inp: Inputs, *, n_outputs: int, head: str, pooling: str) -> nn.Module:
-        """A new, randomly initialised network (the caller seeds the generator)."""
+    def build(self, cfg: Comparison, representation: Representation, statistics: Statistics, *, n_outputs: int,
+              head: str, pooling: str) -> nn.Module:
+        """A new, randomly initialised network for ``representation`` (the caller seeds the generator)."""
 
     @abstractmethod
     def load(self, path: Path, *, n_outputs: int | None = None, head: str | None = None,
@@ -87,41 +155,38 @@ class ModelKind(ABC):
         """A saved network; with ``n_outputs``, a fresh downstream ``head`` reading ``pooling``."""
 
     @abstractmethod
-    def pretraining(self, cfg: CompareConfig, inp: Inputs) -> list[PretrainStage]:
+    def pretraining(self, cfg: Comparison, representation: Representation) -> list[PretrainStage]:
         """The pretraining stages, in order."""
 
 
 def check_window(name: str, length: int, limit: int, *, unit: str = "frames", limit_key: str = "encoder.max_len",
-                 hint: str = "snippet_frames / token_snippet_frames") -> None:
+                 hint: str = "window_seconds, or the kind's window") -> None:
     """Refuse windows longer than a model's position table, naming the keys to change."""
     if length > limit:
         raise ConfigError(f"{name}: windows of {length} {unit} exceed {limit_key}={limit}; raise {limit_key} or "
                           f"shorten the window ({hint})")
 
 
-KINDS: dict[str, ModelKind] = {}
+KINDS: dict[str, Kind] = {}
 
 
 def register_kind(cls):
-    """Class decorator: make a model kind available by its ``name``."""
+    """Class decorator: make a kind available by its ``name``; ``KINDS`` keeps report order."""
     KINDS[cls.name] = cls()
+    for name in sorted(KINDS, key=lambda n: KINDS[n].order):
+        KINDS[name] = KINDS.pop(name)
     return cls
 
 
-# How a kind's model is trained downstream: pretrained then fine-tuned (``finetune``), from scratch
-# (``scratch``), or pretrained then fine-tuned with one named strategy (``finetune`` with that strategy).
-MODES = ("pretrained-finetuned", "scratch", *STRATEGIES)
-
-
-def setup_names(kind: str) -> list[str]:
-    """Every setup of ``kind``, in report order."""
-    return [f"{kind}-{mode}" for mode in MODES]
-
-
-def parse_setup(name: str) -> tuple[ModelKind, str]:
+def parse_setup(name: str) -> tuple[Kind, str | None]:
     """``"patchifier-linear-probe"`` -> (the Patchifier kind, ``"linear-probe"``)."""
     for kind in KINDS.values():
-        prefix = f"{kind.name}-"
-        if name.startswith(prefix) and name[len(prefix):] in MODES:
-            return kind, name[len(prefix):]
-    raise ConfigError(f"unknown setup {name!r}")
+        modes = kind.setups()
+        if name in modes:
+            return kind, modes[name]
+    raise ConfigError(f"unknown setup {name!r}; known: {known_setups()}")
+
+
+def known_setups() -> list[str]:
+    """Every setup a comparison can run, in report order."""
+    return [name for kind in KINDS.values() for name in kind.setups()]

@@ -1,30 +1,42 @@
-"""SpectroFormer (the thesis): standardised log-mel frames, linearly projected, through the shared
-encoder; pretrained by reconstructing masked frame and band blocks (Huber loss)."""
+"""SpectroFormer (the thesis): standardised log-mel frames (or any representation of continuous
+frames), linearly projected, through the shared encoder; pretrained by reconstructing masked
+frame and band blocks (Huber loss)."""
 
 from __future__ import annotations
 
-from mirformer.kinds.base import InputSpec, ModelKind, PretrainStage, check_window, register_kind
+from dataclasses import dataclass, field
+
+from mirformer.kinds.base import ModelKind, PretrainStage, check_window, configured_input, register_kind
 from mirformer.models.former import Former, load_former
-from mirformer.objectives.spectro_masking import SpectroObjective
+from mirformer.objectives.spectro_masking import SpectroMaskConfig, SpectroObjective
+
+
+@dataclass
+class SpectroFormerConfig:
+    input: str = "mel"  # the representation it reads: any of continuous frames, configured in its own section
+    window: int | None = None  # frames of a training window; None: window_seconds
+    mask: SpectroMaskConfig = field(default_factory=SpectroMaskConfig)
 
 
 @register_kind
 class SpectroFormer(ModelKind):
-    name = "spectroformer"
+    name, order, config_class, architecture = "spectroformer", 10, SpectroFormerConfig, "former"
+    frontend = "projection"
 
     def input(self, cfg):
-        return InputSpec("mel", "mel", mel=cfg.mel, scaling="standardise", window=cfg.snippet_frames)
+        s = self.settings(cfg)
+        return configured_input(cfg, s.input, scaling="standardise", window=s.window)
 
     def check(self, cfg, window, eval_window):
-        check_window("mel", window, cfg.encoder.max_len)
+        check_window(self.name, window, cfg.encoder.max_len)
 
-    def build(self, cfg, inp, *, n_outputs, head, pooling):
-        return Former(kind=self.name, encoder=cfg.encoder, input_dim=inp.rep.dim, n_classes=n_outputs, head=head,
-                      pooling=pooling)
+    def build(self, cfg, representation, statistics, *, n_outputs, head, pooling):
+        return Former(frontend=self.frontend, encoder=cfg.encoder, input_dim=representation.dim, n_classes=n_outputs,
+                      head=head, pooling=pooling)
 
     def load(self, path, *, n_outputs=None, head=None, pooling="cls"):
-        return load_former(path, n_classes=n_outputs, head=head or self.head, pooling=pooling)
+        return load_former(path, frontend=self.frontend, n_classes=n_outputs, head=head or self.head, pooling=pooling)
 
-    def pretraining(self, cfg, inp):
-        return [PretrainStage("pretrain", SpectroObjective(cfg.mask), cfg.pretrain,
+    def pretraining(self, cfg, representation) -> list[PretrainStage]:
+        return [PretrainStage("pretrain", SpectroObjective(self.settings(cfg).mask), cfg.pretrain,
                               "masked frame and channel blocks, Huber loss")]

@@ -1,32 +1,43 @@
-"""TokenFormer (the thesis): the VQ tokenizer's token ids through a learned embedding and the
-shared encoder; pretrained BERT-style (masked tokens, cross-entropy)."""
+"""TokenFormer (the thesis): a tokenizer's token ids through a learned embedding and the shared
+encoder; pretrained BERT-style (masked tokens, cross-entropy)."""
 
 from __future__ import annotations
 
-from mirformer.kinds.base import InputSpec, ModelKind, PretrainStage, check_window, register_kind
+from dataclasses import dataclass, field
+
+from mirformer.kinds.base import ModelKind, PretrainStage, check_window, configured_input, register_kind
 from mirformer.models.former import Former, load_former
-from mirformer.objectives.token_masking import TokenObjective
+from mirformer.objectives.token_masking import TokenMaskConfig, TokenObjective
+
+
+@dataclass
+class TokenFormerConfig:
+    input: str = "vq-tokens"  # the representation it reads: any of discrete ids, configured in its own section
+    window: int | None = None  # tokens in a training window; None: window_seconds
+    mask: TokenMaskConfig = field(default_factory=TokenMaskConfig)
 
 
 @register_kind
 class TokenFormer(ModelKind):
-    name = "tokenformer"
+    name, order, config_class, architecture = "tokenformer", 20, TokenFormerConfig, "former"
+    reads = ("ids",)
+    frontend = "embedding"
 
     def input(self, cfg):
-        # Window None: the seconds of a mel window, unless token_snippet_frames says otherwise.
-        return InputSpec("tokens", "tokens", window=cfg.token_snippet_frames)
+        s = self.settings(cfg)
+        return configured_input(cfg, s.input, window=s.window)
 
     def check(self, cfg, window, eval_window):
-        check_window("tokens", window, cfg.encoder.max_len)
+        check_window(self.name, window, cfg.encoder.max_len)
 
-    def build(self, cfg, inp, *, n_outputs, head, pooling):
-        codebook = inp.rep.codebook()
-        return Former(kind=self.name, encoder=cfg.encoder, input_dim=inp.rep.vocab_size, n_classes=n_outputs,
-                      codebook_dim=codebook.shape[1], head=head, pooling=pooling)
+    def build(self, cfg, representation, statistics, *, n_outputs, head, pooling):
+        codebook = representation.codebook()
+        return Former(frontend=self.frontend, encoder=cfg.encoder, input_dim=representation.layout.vocab,
+                      n_classes=n_outputs, codebook_dim=codebook.shape[1], head=head, pooling=pooling)
 
     def load(self, path, *, n_outputs=None, head=None, pooling="cls"):
-        return load_former(path, n_classes=n_outputs, head=head or self.head, pooling=pooling)
+        return load_former(path, frontend=self.frontend, n_classes=n_outputs, head=head or self.head, pooling=pooling)
 
-    def pretraining(self, cfg, inp):
-        return [PretrainStage("pretrain", TokenObjective(cfg.token_mask, vocab_size=inp.rep.vocab_size),
+    def pretraining(self, cfg, representation) -> list[PretrainStage]:
+        return [PretrainStage("pretrain", TokenObjective(self.settings(cfg).mask, vocab_size=representation.layout.vocab),
                               cfg.pretrain, "masked tokens, cross-entropy")]

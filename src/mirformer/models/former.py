@@ -1,11 +1,11 @@
-"""A "Former": frontend -> shared encoder -> heads; the three kinds differ only in the frontend.
+"""A "Former": frontend -> shared encoder -> heads; the thesis' three models differ only in the frontend.
 
-- SpectroFormer: normalised log-mel frames (B, L, F) through a linear projection; pretrained by
-  reconstructing masked cells (F outputs per position).
-- TokenFormer: VQ token ids (B, L) through a learned embedding; pretrained by predicting masked
-  token ids (vocabulary-size outputs per position).
-- CodebookFormer: VQ token ids (B, L) looked up in the tokenizer's codebook, then projected;
-  pretrained like TokenFormer.
+- ``projection``: normalised frames (B, L, F), e.g. log-mel, through a linear projection;
+  pretrained by reconstructing masked cells (F outputs per position). SpectroFormer.
+- ``embedding``: token ids (B, L) through a learned embedding; pretrained by predicting masked
+  token ids (vocabulary-size outputs per position). TokenFormer.
+- ``codebook``: token ids (B, L) looked up in the tokenizer's codebook, then projected;
+  pretrained like the embedding. CodebookFormer.
 
 Axis legend: B batch, L input positions, F input features per position (for the token kinds:
 the vocabulary size), D d_model, C classes.
@@ -24,14 +24,13 @@ from mirformer.models.encoder import Encoder, EncoderConfig
 from mirformer.models.frontends import CodebookProjection, SpectrogramProjection, TokenEmbedding
 from mirformer.models.heads import HEADS, POOLINGS, PositionHead, make_head, pool
 
-# kind -> frontend factory(input_dim, d_model, codebook_dim); every kind predicts input_dim
-# values per position in pretraining (mel cells, or token-id logits).
-KINDS = {
-    "spectroformer": lambda input_dim, d_model, codebook_dim: SpectrogramProjection(input_dim, d_model),
-    "tokenformer": lambda input_dim, d_model, codebook_dim: TokenEmbedding(input_dim, d_model),
-    "codebookformer": lambda input_dim, d_model, codebook_dim: CodebookProjection(input_dim, d_model, codebook_dim),
+# frontend -> factory(input_dim, d_model, codebook_dim); every Former predicts input_dim values
+# per position in pretraining (frame cells, or token-id logits).
+FRONTENDS = {
+    "projection": lambda input_dim, d_model, codebook_dim: SpectrogramProjection(input_dim, d_model),
+    "embedding": lambda input_dim, d_model, codebook_dim: TokenEmbedding(input_dim, d_model),
+    "codebook": lambda input_dim, d_model, codebook_dim: CodebookProjection(input_dim, d_model, codebook_dim),
 }
-TOKEN_KINDS = ("tokenformer", "codebookformer")
 
 
 class Former(nn.Module):
@@ -39,33 +38,33 @@ class Former(nn.Module):
 
     Parameters
     ----------
-    kind : str
-        One of ``KINDS`` (``"spectroformer"``).
+    frontend : str
+        One of ``FRONTENDS``.
     encoder : EncoderConfig
         Size of the shared encoder.
     input_dim : int
-        Features per input position F: mel bands (SpectroFormer) or vocabulary size (token kinds).
+        Features per input position F: frame values (projection) or vocabulary size (embedding, codebook).
     n_classes : int
         Downstream outputs C (classes, tags or regression targets); 0 for a pretraining-only model.
     codebook_dim : int
-        Width of the codebook vectors (CodebookFormer only).
+        Width of the codebook vectors (the codebook frontend only).
     head : str
         Downstream head: ``"linear"`` (dropout + linear) or ``"mlp"`` (one hidden ReLU layer).
     pooling : str
         What the head reads: ``"cls"`` (the CLS state) or ``"mean"`` (mean of the non-padding states).
     """
 
-    def __init__(self, *, kind: str, encoder: EncoderConfig, input_dim: int, n_classes: int = 0,
+    def __init__(self, *, frontend: str, encoder: EncoderConfig, input_dim: int, n_classes: int = 0,
                  codebook_dim: int = 64, head: str = "linear", pooling: str = "cls"):
         super().__init__()
-        if kind not in KINDS:
-            raise ConfigError(f"unknown model kind {kind!r}; known: {sorted(KINDS)}")
+        if frontend not in FRONTENDS:
+            raise ConfigError(f"unknown frontend {frontend!r}; known: {sorted(FRONTENDS)}")
         if head not in HEADS or pooling not in POOLINGS:
             raise ConfigError(f"head must be one of {HEADS} and pooling one of {POOLINGS}, got {head!r}, {pooling!r}")
         self.head_kind, self.pooling = head, pooling
-        self.kind, self.encoder_cfg, self.input_dim, self.n_classes = kind, encoder, input_dim, n_classes
+        self.frontend_name, self.encoder_cfg, self.input_dim, self.n_classes = frontend, encoder, input_dim, n_classes
         self.codebook_dim = codebook_dim
-        self.frontend = KINDS[kind](input_dim, encoder.d_model, codebook_dim)
+        self.frontend = FRONTENDS[frontend](input_dim, encoder.d_model, codebook_dim)
         self.encoder = Encoder(encoder)
         self.pretrain_head = PositionHead(encoder.d_model, input_dim, eps=encoder.norm_eps)
         self.head = make_head(head, encoder.d_model, n_classes, encoder.dropout) if n_classes else None
@@ -96,7 +95,7 @@ class Former(nn.Module):
 
     # ---- checkpoints: plain tensors and primitives only, so torch.load(weights_only=True) reads them
     def spec(self) -> dict:
-        return {"kind": self.kind, "encoder": asdict(self.encoder_cfg), "input_dim": self.input_dim,
+        return {"frontend": self.frontend_name, "encoder": asdict(self.encoder_cfg), "input_dim": self.input_dim,
                 "n_classes": self.n_classes, "codebook_dim": self.codebook_dim, "head": self.head_kind,
                 "pooling": self.pooling}
 
@@ -106,18 +105,24 @@ class Former(nn.Module):
         write_torch(path, {"spec": self.spec(), "state_dict": self.state_dict()})
 
 
-def load_former(path: str | Path, *, n_classes: int | None = None, head: str = "linear",
-                pooling: str = "cls") -> Former:
+def load_former(path: str | Path, *, frontend: str | None = None, n_classes: int | None = None,
+                head: str = "linear", pooling: str = "cls") -> Former:
     """Load a saved Former; with ``n_classes`` given, attach a fresh ``head`` reading ``pooling``.
 
-    Only the downstream head may be missing from the checkpoint (fine-tuning a pretrained
-    encoder); any other mismatch raises ``CheckpointError``.
+    ``frontend``: the one the caller expects, which the file's spec must name (files of the first
+    encoder format name their model kind instead, and take the caller's). Only the downstream
+    head may be missing from the checkpoint (fine-tuning a pretrained encoder); any other
+    mismatch raises ``CheckpointError``.
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to read is reported with the file
         raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint: {exc}") from None
     spec = dict(ckpt["spec"])
+    spec.pop("kind", None)
+    spec.setdefault("frontend", frontend)
+    if spec["frontend"] is None or frontend not in (None, spec["frontend"]):
+        raise CheckpointError(f"{path}: a Former with the {spec['frontend']!r} frontend, expected {frontend!r}")
     spec["encoder"] = EncoderConfig(**spec["encoder"])
     if n_classes is not None:
         spec.update(n_classes=n_classes, head=head, pooling=pooling)
@@ -126,5 +131,6 @@ def load_former(path: str | Path, *, n_classes: int | None = None, head: str = "
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad_missing = [k for k in missing if not k.startswith("head.")]
     if bad_missing or unexpected:
-        raise CheckpointError(f"{path}: state does not match {spec['kind']}: missing {bad_missing}, unexpected {unexpected}")
+        raise CheckpointError(f"{path}: state does not match the {spec['frontend']} Former: missing {bad_missing}, "
+                              f"unexpected {unexpected}")
     return model

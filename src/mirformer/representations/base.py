@@ -1,57 +1,237 @@
-"""The one interface every representation implements, and the registry that names them.
+"""What a representation declares, and the registry that names them.
 
-A representation turns mono audio at its own sample rate into a (frames, dim) float array (or
-(frames,) int tokens). It knows nothing of labels or training. Its ``config_dict`` is hashed by
-the feature store, so any parameter that changes the output must appear there.
+A representation turns mono audio at its own sample rate into frames: continuous vectors, or
+discrete ids of one or more codebooks. It knows nothing of labels, models or training. Each one
+is one registered class in its own file of this package, declaring:
+
+- its config (``config_class``, reached in a comparison's config tree at ``config_key``) and how
+  it is built from it (``from_config``), checked before any heavy work (``check_config``);
+- its feature-store key (``config_dict``: every parameter that changes the output);
+- how it encodes audio whole (``encode``) and streamed block by block (``encode_stream``, equal
+  to ``encode`` of the whole signal), its frame rate and time stamps;
+- its feature ``layout`` (continuous frames of ``dim`` values, or ids with a vocabulary and a
+  number of codebooks) and storage ``dtype``;
+- its default scaling and the statistics it fits on a training split (``fit_statistics``);
+- what it writes into an encoder file and reads back (``to_block`` / ``from_block``).
+
+The pipeline, the encoder file, ``embed`` and ``mirformer.hear`` use only this interface.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from mirformer.errors import ConfigError
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What one frame holds: ``dim`` continuous values (``dim == 0``: one scalar, as a waveform
+    sample), or, when ``vocab > 0``, the ids of ``codebooks`` codebooks, each in [0, vocab)."""
+
+    dim: int = 0
+    vocab: int = 0
+    codebooks: int = 1
+
+    @property
+    def discrete(self) -> bool:
+        return self.vocab > 0
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """The shape of one stored frame: () for a scalar or one id, (dim,) or (codebooks,)."""
+        if self.discrete:
+            return () if self.codebooks == 1 else (self.codebooks,)
+        return (self.dim,) if self.dim else ()
+
+
+@dataclass
+class Statistics:
+    """What a representation fitted on a training split: ``(x - mean) / std`` per dimension scales
+    its frames (None: unscaled), ``counts`` is how often each id occurs (discrete layouts)."""
+
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    counts: np.ndarray | None = None
+
+
+class BuildContext(Protocol):
+    """What a representation may need from the dataset it is built for (``from_config``)."""
+
+    dataset_id: str  # the dataset's identity (name and root)
+    tracks: dict[str, list]  # its tracks by split
+    progress: bool
+
+    def log(self, message: str) -> None: ...
+
+    def train_tokenizer(self, train_config) -> tuple[Path, dict]:
+        """Train a VQ-VAE (``train_config``: ``VQVAETrainConfig``) on the training split; return its
+        checkpoint (the official Jukebox layout) and a summary of its fit."""
+
+
+# The scalings a model kind may ask for (``InputSpec.scaling``), beside the representation's own
+# default: "standardise" (per dimension, with the training split's mean and std), "none", and
+# "paper" (dB x 0.01: Patchifier's, so log-mel in dB lies in [-1, 1]).
+PAPER_SCALE = 100.0
+SCALINGS = ("standardise", "none", "paper")
+
+
 class Representation(ABC):
-    """Audio -> feature frames.
+    """Audio -> frames. Subclasses set the class attributes and implement the abstract methods.
+
+    Class attributes
+    ----------------
+    name : str
+        Registry name and feature-store folder prefix (``"mel"``, ``"vq-tokens"``).
+    input_name : str
+        A comparison's name for the input it feeds (``results.json``'s ``representations``).
+    label : str
+        How reports name it in a question ("does the log-mel model beat the token models?").
+    discrete : bool
+        Whether its frames are ids (``layout.vocab > 0``), known before it is built.
+    config_key : str or None
+        Where its config lives in a comparison's config tree (None: not configured there).
+    config_class : type or None
+        The dataclass of that config.
+    default_scaling : str
+        One of ``SCALINGS``.
 
     Attributes
     ----------
-    name : str
-        Registry name (``"mel"``, ...).
     sample_rate : int
         Rate in Hz the audio must have before ``encode``.
     frames_per_second : float
-        Output frames per second of audio.
-    dim : int
-        Feature dimension of one frame.
+    layout : Layout
     dtype : numpy dtype
-        dtype of the stored features (float16/float32 features, int16 tokens).
+        How the feature store keeps the frames.
     """
 
     name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()  # older names, as encoder files of earlier versions give them
+    input_name: ClassVar[str]
+    label: ClassVar[str]
+    discrete: ClassVar[bool] = False
+    config_key: ClassVar[str | None] = None
+    config_class: ClassVar[type | None] = None
+    default_scaling: ClassVar[str] = "standardise"
+
     sample_rate: int
     frames_per_second: float
-    dim: int
+    layout: Layout
     dtype: np.dtype = np.dtype(np.float32)
 
+    # ---- configuration ------------------------------------------------------------------------
+    @classmethod
+    def default_config(cls) -> Any:
+        """The config a comparison starts from (only for representations with a ``config_key``)."""
+        raise NotImplementedError(f"{cls.name} has no comparison config")
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Raise ``ConfigError`` for a config that cannot work, before any data is built."""
+
+    @classmethod
+    def frame_rate(cls, config) -> float:
+        """Frames per second of the representation ``config`` describes, known before it is built
+        (window lengths are checked against the models before any heavy work)."""
+        raise NotImplementedError(f"{cls.name} has no comparison config")
+
+    @classmethod
+    def needs_training(cls, config) -> bool:
+        """Whether ``from_config`` trains something first (so a store cannot be filled ahead)."""
+        return False
+
+    @classmethod
+    def from_config(cls, config, *, context: BuildContext, dtype: str = "float32") -> Representation:
+        """The representation ``config`` describes, for the dataset of ``context``; ``dtype``: how
+        continuous frames are stored ("float32" or "float16")."""
+        raise NotImplementedError(f"{cls.name} cannot be built from a comparison config")
+
+    def settings(self):
+        """The config (of ``config_class``) this representation equals, or None when it cannot be
+        compared with one (a tokenizer embedded in an encoder file)."""
+        return None
+
+    def about(self) -> dict | None:
+        """What a report says of this representation beyond its config (a tokenizer's source), or None."""
+        return None
+
+    # ---- encoding -----------------------------------------------------------------------------
     @abstractmethod
     def config_dict(self) -> dict:
         """Every parameter that changes the output (hashed into the feature-store key)."""
 
     @abstractmethod
     def encode(self, y: np.ndarray) -> np.ndarray:
-        """Encode mono audio ``y`` [shape=(n,)] at ``sample_rate`` to [shape=(frames, dim)]."""
+        """Mono audio ``y`` [shape=(n,)] at ``sample_rate`` -> frames [shape=(n_frames(n), *frame_shape)]."""
+
+    def encode_stream(self, blocks: Callable[[], Iterable[np.ndarray]]) -> Iterator[np.ndarray]:
+        """The frames of a long signal, in bounded memory: ``encode`` of the whole, block by block.
+
+        ``blocks`` returns an iterator over the signal's consecutive blocks (mono float32 at
+        ``sample_rate``, any lengths); it may be called more than once. This default holds the
+        whole signal; representations that can stream override it.
+        """
+        parts = [np.asarray(b, np.float32) for b in blocks()]
+        yield self.encode(np.concatenate(parts) if parts else np.zeros(0, np.float32))
 
     @abstractmethod
     def n_frames(self, n_samples: int) -> int:
         """Frames ``encode`` returns for ``n_samples`` samples (computed, not by encoding)."""
 
+    def times(self, n_frames: int) -> np.ndarray:
+        """Centre of each frame in seconds [shape=(n_frames,)]: by default, of its hop."""
+        return (np.arange(n_frames) + 0.5) / self.frames_per_second
 
-REPRESENTATIONS: dict[str, Callable[..., Representation]] = {}
+    @property
+    def dim(self) -> int:
+        """Values per continuous frame (0 for ids and scalars)."""
+        return self.layout.dim
+
+    # ---- statistics ---------------------------------------------------------------------------
+    def fit_statistics(self, store, train_ids: list[str], *, scaling: str | None = None) -> Statistics:
+        """The scaling ``scaling`` (None: ``default_scaling``) fitted on the stored frames of
+        ``train_ids`` (a ``FeatureStore`` of this representation)."""
+        scaling = scaling or self.default_scaling
+        if scaling not in SCALINGS:
+            raise ConfigError(f"{self.name}: scaling must be one of {SCALINGS}, got {scaling!r}")
+        if scaling != "none" and self.layout.discrete:
+            raise ConfigError(f"{self.name} gives discrete ids, which cannot be scaled ({scaling!r})")
+        if scaling == "paper":
+            return Statistics(np.zeros(self.dim, np.float32), np.full(self.dim, PAPER_SCALE, np.float32))
+        if scaling == "standardise":
+            return Statistics(*store.normalisation(train_ids))
+        return Statistics()
+
+    def summarise(self, statistics: Statistics) -> dict:
+        """What the report says of the fitted statistics (a tokenizer's code usage); {} by default."""
+        return {}
+
+    @staticmethod
+    def report_lines(about: dict) -> list[str]:
+        """The report's section (markdown lines) on an input's ``about`` (``about()``, its window
+        and ``summarise``); none by default."""
+        return []
+
+    # ---- the encoder file ---------------------------------------------------------------------
+    @abstractmethod
+    def to_block(self) -> dict:
+        """Everything needed to rebuild this representation away from its files (tensors and
+        primitives only, so ``torch.load(weights_only=True)`` reads it)."""
+
+    @classmethod
+    @abstractmethod
+    def from_block(cls, block: dict, *, source: str) -> Representation:
+        """Rebuild from ``to_block``'s dict; ``source`` names where it was read (for messages)."""
+
+
+REPRESENTATIONS: dict[str, type[Representation]] = {}
 
 
 def register_representation(cls):
@@ -60,7 +240,9 @@ def register_representation(cls):
     return cls
 
 
-def get_representation(name: str, **params) -> Representation:
-    if name not in REPRESENTATIONS:
-        raise ConfigError(f"unknown representation {name!r}; known: {sorted(REPRESENTATIONS)}")
-    return REPRESENTATIONS[name](**params)
+def representation_class(name: str) -> type[Representation]:
+    """The representation registered as ``name`` (or under an older name, one of its ``aliases``)."""
+    for cls in REPRESENTATIONS.values():
+        if name == cls.name or name in cls.aliases:
+            return cls
+    raise ConfigError(f"unknown representation {name!r}; known: {sorted(REPRESENTATIONS)}")

@@ -32,7 +32,7 @@ import torch
 from numpy.lib.stride_tricks import as_strided
 
 from mirformer.errors import ConfigError, MirformerError
-from mirformer.representations.base import Representation, register_representation
+from mirformer.representations.base import Layout, Representation, register_representation
 
 # Bump when a change here changes the output, so feature stores keyed by config_dict recompute.
 MEL_VERSION = "1"
@@ -315,7 +315,7 @@ class LogMel(Representation):
         Instead of ``config``: ``MelConfig`` fields, e.g. ``LogMel(n_mels=64)``.
     """
 
-    name = "mel"
+    name, input_name, label, config_key, config_class = "mel", "mel", "log-mel", "mel", MelConfig
     DTYPES = ("float32", "float16")
 
     def __init__(self, config: MelConfig | None = None, *, dtype: str = "float32", **fields):
@@ -336,7 +336,23 @@ class LogMel(Representation):
         self.config = config
         self.sample_rate = config.sample_rate
         self.frames_per_second = config.sample_rate / config.hop_length
-        self.dim = config.n_mels
+        self.layout = Layout(dim=config.n_mels)
+
+    @classmethod
+    def default_config(cls) -> MelConfig:
+        # The thesis setting in dB against each clip's peak: a clip's level does not shift its frames.
+        return MelConfig(ref="max")
+
+    @classmethod
+    def frame_rate(cls, config: MelConfig) -> float:
+        return config.sample_rate / config.hop_length
+
+    @classmethod
+    def from_config(cls, config: MelConfig, *, context=None, dtype: str = "float32") -> LogMel:
+        return cls(config, dtype=dtype)
+
+    def settings(self) -> MelConfig:
+        return self.config
 
     def config_dict(self) -> dict:
         d = {**dataclasses.asdict(self.config), "version": MEL_VERSION}
@@ -347,6 +363,9 @@ class LogMel(Representation):
     def encode(self, y: np.ndarray) -> np.ndarray:
         return log_mel(y, config=self.config)
 
+    def encode_stream(self, blocks: Callable[[], Iterable[np.ndarray]]) -> Iterator[np.ndarray]:
+        return log_mel_stream(blocks, config=self.config)
+
     def n_frames(self, n_samples: int) -> int:
         return self.config.n_frames(n_samples)
 
@@ -354,6 +373,13 @@ class LogMel(Representation):
         """Centre of each frame's window in seconds [shape=(n_frames,)]."""
         offset = 0 if self.config.center else self.config.n_fft / 2
         return (np.arange(n_frames) * self.config.hop_length + offset) / self.sample_rate
+
+    def to_block(self) -> dict:
+        return {"mel": dataclasses.asdict(self.config), "dtype": self.dtype.name}
+
+    @classmethod
+    def from_block(cls, block: dict, *, source: str) -> LogMel:
+        return cls(MelConfig(**block["mel"]), dtype=block["dtype"])
 
     def __repr__(self) -> str:
         return f"LogMel({self.config})"

@@ -28,15 +28,22 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from mirformer.atomic import atomic_path, write_json, write_text
 from mirformer.audio import load_audio
-from mirformer.datasets.base import Track
 from mirformer.errors import AudioError, MirformerError
 from mirformer.representations.base import Representation
+
+
+class Item(Protocol):
+    """What the store needs of a track: its id and its audio file (labels are never read)."""
+
+    id: str
+    path: Path
 
 
 # Bumped when the layout changes, so an older store is rebuilt rather than misread.
@@ -69,7 +76,7 @@ def _note_failure(parts: Path, track_id: str, reason: str | None) -> None:
         write_text(parts / _failed_name(track_id), reason)
 
 
-def _encode_one(representation: Representation, track: Track, part: Path) -> tuple[str, str | None]:
+def _encode_one(representation: Representation, track: Item, part: Path) -> tuple[str, str | None]:
     """Worker: decode + encode one track into its part file; return (id, failure reason or None)."""
     try:
         y = load_audio(track.path, sr=representation.sample_rate)
@@ -153,7 +160,7 @@ class FeatureStore:
     # ---- writing -------------------------------------------------------------------------
     def extract(
         self,
-        tracks: list[Track],
+        tracks: list[Item],
         *,
         workers: int = 1,
         progress: bool = True,
@@ -173,7 +180,7 @@ class FeatureStore:
                 return None
         return self.failures(tracks)
 
-    def failures(self, tracks: list[Track]) -> dict[str, str]:
+    def failures(self, tracks: list[Item]) -> dict[str, str]:
         """``{id: reason}`` of the ``tracks`` the store could not decode."""
         return {t.id: self.index["failed"][t.id] for t in tracks if t.id in self.index["failed"]}
 
@@ -181,10 +188,10 @@ class FeatureStore:
         """Forget the cached index and memory map (another process may have consolidated)."""
         self._index, self._data = None, None
 
-    def _todo(self, tracks: list[Track]) -> list[Track]:
+    def _todo(self, tracks: list[Item]) -> list[Item]:
         return [t for t in tracks if t.id not in self.index["tracks"] and t.id not in self.index["failed"]]
 
-    def _encode(self, tracks: list[Track], *, workers: int, progress: bool) -> None:
+    def _encode(self, tracks: list[Item], *, workers: int, progress: bool) -> None:
         """Write the part (or failure note) of each track that has neither, in ``workers`` threads."""
         parts = self.dir / "parts"
         parts.mkdir(parents=True, exist_ok=True)
@@ -207,7 +214,7 @@ class FeatureStore:
                 bar.update()
         bar.close()
 
-    def consolidate(self, tracks: list[Track]) -> bool:
+    def consolidate(self, tracks: list[Item]) -> bool:
         """Fold the parts of ``tracks`` into the memory-mapped store once every one is written.
 
         Returns True when the store holds every track (stored or failed), False while some part
@@ -234,7 +241,7 @@ class FeatureStore:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return True
 
-    def _consolidate(self, new: list[Track], failed: dict[str, str]) -> None:
+    def _consolidate(self, new: list[Item], failed: dict[str, str]) -> None:
         """Append the new parts to ``features.npy`` and rewrite the index, atomically.
 
         Old tracks keep their offsets (they are copied first, in index order), so a crash between
@@ -252,7 +259,7 @@ class FeatureStore:
                 samples[t.id] = int(part["samples"])
         lengths = {tid: rep.n_frames(n) for tid, n in samples.items()}
         total = sum(n for _, n in old.values()) + sum(lengths.values())
-        shape = (total, rep.dim) if rep.dim else (total,)
+        shape = (total, *rep.layout.frame_shape)
         index: dict[str, list[int]] = {}
         # Written as one sequential stream (header, then each track's frames): filling a fresh
         # memory map instead page-faults on every page of what may be tens of gigabytes.

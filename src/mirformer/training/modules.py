@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn as nn
-from torchmetrics.classification import MulticlassF1Score
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from mirformer.errors import ConfigError, MirformerError
 from mirformer.tasks import Task
-from mirformer.training.strategies import FREEZES, PRETRAINING_ONLY, check_strategy, freeze_groups
+from mirformer.training.strategies import freeze_groups
 from mirformer.training.schedule import inverse_sqrt_warmup
 
 
@@ -110,23 +112,42 @@ class PretrainModule(_Base):
                  sync_dist=True)
 
 
+class EpochMetric(Metric):
+    """A task's metric kernel (``Task.kernels``) over every output of an epoch: the outputs and
+    targets of each step are kept, gathered over DDP ranks, and scored once at the epoch's end."""
+
+    full_state_update = False
+
+    def __init__(self, kernel):
+        super().__init__()
+        self.kernel = kernel
+        self.add_state("outputs", default=[], dist_reduce_fx="cat")
+        self.add_state("targets", default=[], dist_reduce_fx="cat")
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.outputs.append(outputs.detach().float())
+        self.targets.append(targets.detach())
+
+    def compute(self) -> torch.Tensor:
+        outputs, targets = dim_zero_cat(self.outputs), dim_zero_cat(self.targets)
+        return torch.tensor(self.kernel(targets.cpu().numpy(), outputs.cpu().numpy()))
+
+
 class DownstreamModule(_Base):
     """A downstream task on random snippets; validation averages window outputs per clip.
 
-    ``task`` (``mirformer.tasks``) gives the loss and the clip-level metrics; ``strategy``
-    (``mirformer.training.strategies``) freezes the parameter groups ``freezes[strategy]`` of the
-    model, and the groups only pretraining uses; frozen groups stay in eval mode.
+    ``task`` (``mirformer.tasks``) gives the loss and the metrics: the monitored one over the
+    training snippets of each epoch, every one on the validation clips. ``frozen`` names the
+    parameter groups of ``model.parts()`` that do not train (the strategy's, and those only
+    pretraining uses); frozen groups stay in eval mode.
     """
 
-    def __init__(self, model: nn.Module, *, task: Task, optim: OptimConfig, n_val_tracks: int,
-                 val_targets: torch.Tensor, strategy: str = "full", freezes: dict = FREEZES):
-        check_strategy(strategy)
-        super().__init__(model, optim, freeze_groups(model, freezes[strategy] + PRETRAINING_ONLY))
+    def __init__(self, model: nn.Module, *, task: Task, optim: OptimConfig, val_targets: np.ndarray,
+                 frozen: tuple[str, ...] = ()):
+        super().__init__(model, optim, freeze_groups(model, frozen))
         self.task = task
-        self.register_buffer("val_targets", val_targets, persistent=False)
-        self.n_val_tracks = n_val_tracks
-        self.train_f1 = MulticlassF1Score(num_classes=task.n_outputs, average="macro") \
-            if task.kind == "classification" else None
+        self.val_targets = np.asarray(val_targets)
+        self.train_metric = EpochMetric(task.kernels[task.monitor])
 
     def training_step(self, batch, batch_idx):
         outputs = self.model(batch["x"], batch["pad"])
@@ -134,15 +155,15 @@ class DownstreamModule(_Base):
         self._check_finite(loss)
         n = len(batch["x"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
-        if self.train_f1 is not None:
-            self.train_f1(outputs.argmax(-1), batch["y"])
-            self.log("train/macro_f1", self.train_f1, on_step=False, on_epoch=True, batch_size=n)
+        self.train_metric(outputs, batch["y"])
+        self.log(f"train/{self.task.monitor}", self.train_metric, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def on_validation_epoch_start(self):
         super().on_validation_epoch_start()
-        self._val_sum = torch.zeros(self.n_val_tracks, self.task.n_outputs, device=self.device)
-        self._val_count = torch.zeros(self.n_val_tracks, device=self.device)
+        n_tracks = len(self.val_targets)
+        self._val_sum = torch.zeros(n_tracks, self.task.n_outputs, device=self.device)
+        self._val_count = torch.zeros(n_tracks, device=self.device)
 
     def validation_step(self, batch, batch_idx):
         outputs = self.model(batch["x"], batch["pad"]).float()
@@ -153,7 +174,7 @@ class DownstreamModule(_Base):
         total, count = self._val_sum, self._val_count
         if self.trainer.world_size > 1:  # each rank saw some windows: sum them
             total, count = self.all_gather(total).sum(0), self.all_gather(count).sum(0)
-        seen = count > 0
-        m = self.task.metrics(total[seen] / count[seen, None], self.val_targets[seen])
-        names = ("loss",) + self.task.metric_names
-        self.log_dict({f"val/{k}": m[k] for k in names}, prog_bar=True)
+        seen = (count > 0).cpu().numpy()
+        clips = (total / count.clamp_min(1.0)[:, None]).cpu().numpy()
+        m = self.task.metrics(clips[seen], self.val_targets[seen])
+        self.log_dict({f"val/{k}": float(m[k]) for k in ("loss", *self.task.metric_names)}, prog_bar=True)

@@ -26,8 +26,6 @@ from mirformer.errors import ConfigError
 FREEZES = {"full": (), "linear-probe": ("frontend", "encoder"), "mlp-probe": ("frontend", "encoder"),
            "frozen-frontend": ("frontend",), "frozen-encoder": ("encoder",)}
 STRATEGIES = tuple(FREEZES)
-# Groups only pretraining uses (its decoder, Patchifier's mask token): frozen in every downstream stage.
-PRETRAINING_ONLY = ("decoder", "mask")
 
 
 def head_for(strategy: str, default: str = "linear") -> str:

@@ -89,3 +89,24 @@ def parse_overrides(items: list[str]) -> dict:
             node = node.setdefault(p, {})
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
     return out
+
+
+def sections(node, cls: type, path: str = ""):
+    """Every ``cls`` instance in a dataclass tree, with its dotted path (``("patchifier.mel", MelConfig(...))``)."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        key = f"{path}{f.name}"
+        if isinstance(value, cls):
+            yield key, value
+        elif dataclasses.is_dataclass(value):
+            yield from sections(value, cls, f"{key}.")
+
+
+def touched(overrides: dict, path: str) -> bool:
+    """Whether a diff of nested dicts sets anything at or below the dotted ``path``."""
+    node = overrides
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True

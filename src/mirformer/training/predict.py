@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from mirformer.models.former import Former
 from mirformer.training.snippets import TiledSnippets
 
 
@@ -21,7 +21,7 @@ def autocast_for(precision: str, device: torch.device):
 
 
 @torch.inference_mode()
-def predict_clips(model: Former, windows: TiledSnippets, *, batch_size: int = 32, precision: str = "32-true",
+def predict_clips(model: nn.Module, windows: TiledSnippets, *, batch_size: int = 32, precision: str = "32-true",
                   device: str | torch.device = "cpu") -> torch.Tensor:
     """Mean window logits per clip [shape=(n_clips, C)], clips in ``windows.ids`` order."""
     device = torch.device(device)

@@ -1,0 +1,115 @@
+"""Which questions a report answers, and their evidence from a run folder's saved outputs.
+
+The questions come from the setups' declarations, never from their names:
+
+- each setup against the reference setups (``ModelKind.reference``: the MFCC baseline);
+- each pretrained setup against its model kind from scratch;
+- between kinds of one architecture (``ModelKind.architecture``: they differ only in their
+  input), a model reading continuous frames against the models reading discrete ids, in the same
+  mode ("does the log-mel model beat the token models?");
+- the best setup, chosen by its validation score, against every other.
+
+Each question is a family of paired tests: beside each raw p-value stands Holm's adjusted one
+over that family. Everything is recomputed from ``outputs.npz`` files (``evidence_of_run``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mirformer import stats
+from mirformer.experiments.outputs import load_outputs
+from mirformer.kinds import KINDS
+from mirformer.representations import REPRESENTATIONS
+from mirformer.tasks import make_task
+
+
+def _kind(setup: dict):
+    return KINDS.get(setup.get("model"))
+
+
+def _representation(results: dict, setup: dict):
+    """The representation class a setup's input reads (None for the baseline)."""
+    return REPRESENTATIONS.get((results.get("representations", {}).get(setup.get("input")) or {}).get("name"))
+
+
+def best_on_validation(results: dict) -> str | None:
+    """The setup with the best validation score of the monitored metric (the first of a tie).
+
+    Chosen on validation, so the test clips that then compare it with the others played no
+    part in choosing it."""
+    monitor = results["monitor"]
+    scored = {n: s.get("splits", {}).get("validation", {}).get(monitor) for n, s in results["setups"].items()}
+    scored = {n: v for n, v in scored.items() if v is not None and np.isfinite(v)}
+    return max(scored, key=scored.get) if scored else None
+
+
+def questions(results: dict) -> list[tuple[str, str, str]]:
+    """The paired comparisons a report answers, as (a, b, question), in report order."""
+    setups = results["setups"]
+    references = [n for n, s in setups.items() if _kind(s) is not None and _kind(s).reference]
+    trained = [n for n in setups if n not in references]
+    out = [(n, r, f"against {_kind(setups[r]).label}") for r in references for n in trained]
+    for n in trained:
+        if setups[n].get("pretrained"):
+            out += [(n, m, "does pretraining help?") for m in trained
+                    if setups[m].get("model") == setups[n].get("model") and not setups[m].get("pretrained")]
+    for n in trained:
+        s, rep = setups[n], _representation(results, setups[n])
+        if rep is None or rep.discrete or _kind(s) is None:
+            continue
+        for m in trained:
+            other, other_rep = setups[m], _representation(results, setups[m])
+            if (other_rep is not None and other_rep.discrete and _kind(other) is not None
+                    and _kind(other).architecture == _kind(s).architecture
+                    and other.get("pretrained") == s.get("pretrained") and other.get("strategy") == s.get("strategy")):
+                out.append((n, m, f"does the {rep.label} model beat the {other_rep.label} models?"))
+    best = best_on_validation(results)
+    if best is not None:
+        out += [(best, n, "is the best setup (on validation) ahead of the others?") for n in setups if n != best]
+    return out
+
+
+def _aligned(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets and both setups' outputs on the test clips they share, in a's order."""
+    (ids_a, y, out_a), (ids_b, _, out_b) = a, b
+    where = {i: k for k, i in enumerate(ids_b)}
+    keep = [k for k, i in enumerate(ids_a) if i in where]
+    return y[keep], out_a[keep], out_b[[where[ids_a[k]] for k in keep]]
+
+
+def evidence_of_run(results: dict, run_dir: Path, *, seed: int = 0, n_resamples: int = stats.N_BOOTSTRAP,
+                    n_permutations: int = stats.N_PERMUTATIONS, progress: bool = False) -> dict:
+    """Intervals of every test metric of every setup that saved its outputs, and the paired tests
+    of ``questions`` on the monitored metric, Holm-adjusted per question; from the run folder."""
+    from tqdm.auto import tqdm
+
+    task, monitor = make_task(results["task"], results["classes"]), results["monitor"]
+    loaded = {n: load_outputs(Path(run_dir) / s["outputs"]) for n, s in results["setups"].items() if s.get("outputs")}
+    asked = [(a, b, q) for a, b, q in questions(results) if a in loaded and b in loaded]
+    bar = tqdm(total=len(loaded) + len(asked), desc="confidence intervals", unit="setup", disable=not progress)
+    intervals = {}
+    for name, (_, y, outputs) in loaded.items():
+        groups = task.strata(y)
+        intervals[name] = {m: stats.interval(kernel, y, outputs, groups=groups, seed=seed, n_resamples=n_resamples)
+                           for m, kernel in task.kernels.items()}
+        bar.update()
+    tests = []
+    for a, b, question in asked:
+        y, out_a, out_b = _aligned(loaded[a], loaded[b])
+        tests.append({"a": a, "b": b, "question": question, "metric": monitor, "n": int(len(y)),
+                      **stats.paired(task.kernels[monitor], y, out_a, out_b, groups=task.strata(y), seed=seed,
+                                     n_resamples=n_resamples, n_permutations=n_permutations)})
+        bar.update()
+    bar.close()
+    for question in dict.fromkeys(t["question"] for t in tests):
+        family = [t for t in tests if t["question"] == question]
+        for t, adjusted in zip(family, stats.holm([t["p"] for t in family])):
+            t.update(p_holm=adjusted, family=len(family))
+    return {"split": "test", "confidence": stats.CONFIDENCE, "n_resamples": n_resamples,
+            "n_permutations": n_permutations, "seed": seed,
+            "method": "percentile bootstrap over clips (stratified by class for classification); "
+                      "paired permutation test, two-sided; Holm's adjustment over each question's tests",
+            "intervals": intervals, "paired": tests}
