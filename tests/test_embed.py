@@ -13,10 +13,10 @@ import soundfile as sf
 import torch
 
 import mirformer.hear as hear
-from mirformer.audio import load_audio
+from mirformer.audio import audio_blocks, load_audio
 from mirformer.cli import main
 from mirformer.config import parse_overrides
-from mirformer.embed import Embedder, audio_blocks
+from mirformer.embed import Embedder
 from mirformer.encoder_file import read_encoder
 from mirformer.errors import ConfigError
 from mirformer.experiments.config import resolve

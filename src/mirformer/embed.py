@@ -18,54 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 
 from mirformer.atomic import atomic_path
-from mirformer.audio import DECODE_ERRORS, SILENCE_PEAK, check_file, decode_error, truncated
+from mirformer.audio import audio_blocks
 from mirformer.encoder_file import EncoderFile
-from mirformer.errors import AudioError, ConfigError
+from mirformer.errors import ConfigError
 from mirformer.representations.mel import LogMel, log_mel_stream
 from mirformer.representations.vqvae.chunked import encode_stream
 
 POOLINGS = ("none", "cls", "mean")
-
-
-def audio_blocks(path: str | Path, *, sr: int, block_seconds: float = 30.0) -> Callable[[], Iterator[np.ndarray]]:
-    """A factory of iterators over ``path``'s consecutive mono blocks at ``sr`` Hz.
-
-    Raises ``AudioError`` (naming the file and the cause) for a missing, empty or undecodable
-    file at once, and for a silent one when an iterator reaches its end.
-    """
-    path = Path(path)
-    check_file(path)
-    try:
-        info = sf.info(path)
-    except DECODE_ERRORS as exc:
-        raise decode_error(path, exc) from None
-    native = info.samplerate
-
-    def blocks() -> Iterator[np.ndarray]:
-        resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
-        peak, read = 0.0, 0
-        try:
-            with sf.SoundFile(path) as f:
-                for block in f.blocks(blocksize=max(1, int(block_seconds * native)), dtype="float32", always_2d=True):
-                    y = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-                    peak, read = max(peak, float(np.abs(y).max(initial=0.0))), read + len(y)
-                    yield resampler.resample_chunk(y) if resampler else y
-                if resampler:
-                    yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-        except DECODE_ERRORS as exc:
-            raise decode_error(path, exc) from None
-        cut = truncated(read, info.frames, native)
-        if cut:
-            raise AudioError(path, cut)
-        if peak < SILENCE_PEAK:
-            raise AudioError(path, "silent (peak below -120 dBFS) or no audio frames")
-
-    return blocks
 
 
 @dataclass
