@@ -6,8 +6,8 @@ streaming resampler), turned into the encoder's input frames block by block (log
 the whole signal's, VQ tokens equal to a one-shot encode), scaled as the encoder was trained, and
 read by the encoder in tiled windows of its evaluation length, every ``hop`` frames. Each
 encoder position (a frame, a token, or Patchifier's patch) gets the mean of its states over the
-windows that hold it, from one layer or all. Only the current window, one block of audio and
-the output being written are held.
+windows that hold it, from one layer or all. Only a block or two of audio and of frames, a
+batch of windows and the output being written are held.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mirformer.encoder_file import EncoderFile
 from mirformer.errors import ConfigError
 from mirformer.representations.mel import LogMel, log_mel_stream
 from mirformer.representations.vqvae.chunked import encode_stream
+from mirformer.streaming import frame_segments
 
 POOLINGS = ("none", "cls", "mean")
 
@@ -135,18 +136,16 @@ class Embedder:
                     acc.add(s // self.per_position, st, pp, pooling)
                 batch.clear()
 
-        buf, buf_start, s, total = None, 0, 0, 0  # buf[0] is frame ``buf_start``; s: the next window's start
-        for block in frames:
-            buf = block if buf is None else np.concatenate([buf, block])
-            total += len(block)
-            while s + self.window <= total:  # a whole window has arrived
-                batch.append((s, buf[s - buf_start : s - buf_start + self.window]))
-                s += hop
+        def n_windows(total: int) -> int:  # from frame 0 every hop, until one reaches the end
+            return 0 if total == 0 else 1 + max(0, -(-(total - self.window) // hop))
+
+        # Window k reads frames [k * hop, k * hop + window); the last ones are cut short by the end.
+        total = 0
+        for seg in frame_segments(frames, hop=hop, left=0, right=self.window, n_frames=n_windows, pad=False):
+            for s in range(seg.first * hop, seg.stop * hop, hop):
+                batch.append((s, seg.data[s - seg.start : s - seg.start + self.window]))
                 run(final=False)
-                buf, buf_start = buf[s - buf_start :], s
-        while s < total and (s == 0 or s - hop + self.window < total):  # the tail, padded
-            batch.append((s, buf[s - buf_start : s - buf_start + self.window]))
-            s += hop
+            total = seg.start + len(seg.data)  # the frames so far: the last window reaches the end
         run(final=True)
         n_positions = total // self.per_position
         values = acc.finish(n_positions, pooling)
@@ -158,8 +157,8 @@ class Embedder:
     def embed_file(self, path: str | Path, out: Path, *, layer: int | None = -1, pooling: str = "none",
                    hop: int | None = None) -> tuple[Path, int]:
         """Embed one audio file of any length into ``out`` (``.npy``, with ``<stem>.times.npy`` for
-        positions), atomically, holding one block of audio and one window at a time. Returns the
-        file written and its number of positions (1 for a clip vector)."""
+        positions), atomically, holding a block or two of audio and a batch of windows at a time.
+        Returns the file written and its number of positions (1 for a clip vector)."""
         frames = self.frames(audio_blocks(path, sr=self.sample_rate))
         if pooling != "none":
             emb = self.embed(frames, layer=layer, pooling=pooling, hop=hop)
