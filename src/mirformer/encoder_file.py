@@ -60,10 +60,11 @@ def _input_block(rep: Representation, *, scaling: str, mean, std, counts, window
     if isinstance(rep, LogMel):
         return {**block, "representation": "mel", "mel": dataclasses.asdict(rep.config), "dtype": rep.dtype.name}
     if isinstance(rep, VQTokens):
+        from mirformer.representations.vqvae.checkpoint import official_state_dict
+
         vq = rep.model
         return {**block, "representation": "tokens", "level": rep.level, "sha1": rep.sha1,
-                "vqvae": {"config": vq.config.to_dict(), "state_dict": {k: v.detach().cpu() for k, v in
-                                                                        vq.state_dict().items()}}}
+                "vqvae": {"config": vq.config.to_dict(), "state_dict": official_state_dict(vq)}}
     raise CheckpointError(f"cannot save an encoder reading {type(rep).__name__}")
 
 
@@ -99,11 +100,15 @@ def read_encoder(path: str | Path) -> EncoderFile:
     if block["representation"] == "mel":
         rep = LogMel(MelConfig(**block["mel"]), dtype=block["dtype"])
     else:
+        from mirformer.representations.vqvae.checkpoint import load_official_state
         from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
 
         vq = VQVAE(VQVAEConfig.from_dict(block["vqvae"]["config"]))
-        vq.load_state_dict(block["vqvae"]["state_dict"])
-        vq.eval().restore_k()
+        try:
+            load_official_state(vq, block["vqvae"]["state_dict"])
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: its embedded tokenizer {e}") from None
+        vq.eval()
         rep = VQTokens.from_model(vq, level=block["level"], sha1=block["sha1"], source=f"{path} (embedded tokenizer)")
 
     def array(key):
