@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirformer.datasets.base import DATASETS
+from mirformer.datasets.base import DATASETS, Problem
 from mirformer.datasets.emomusic import EmoMusic, artist_split
 from mirformer.errors import ConfigError
 
@@ -133,7 +133,7 @@ def test_targets_zscored_on_development_songs(root):
 
 def test_validate_reports_the_missing_clip(root):
     report = EmoMusic(root).validate(sr=16000, progress=False)
-    assert report.bad == {str(MISSING_AUDIO): "file not found"}
+    assert report.bad == {str(MISSING_AUDIO): Problem("missing", "file not found")}
     assert report.counts == {"train": {"clips": 6}, "validation": {"clips": 2}, "test": {"clips": 3}}
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from mirformer.datasets.base import Problem
 from mirformer.datasets.fma import FMA
 from mirformer.errors import ConfigError
 
@@ -127,10 +128,13 @@ def test_validate_reports_bad_files_without_raising(root):
     report = FMA(root).validate(sr=16000, min_seconds=1.0, progress=False)
     assert report.n_tracks == 8
     assert set(report.bad) == {"000140", "001486", "099134", "133297"}
-    assert report.bad["000140"] == "file not found"
-    assert report.bad["133297"] == f"empty file (0 bytes) ({NO_AUDIO})"
-    assert report.bad["099134"].startswith("MPEG audio frames found but not decodable") and report.bad["099134"].endswith(f"({NO_AUDIO})")
-    assert report.bad["001486"].startswith("too short") and report.bad["001486"].endswith(f"({TRIMMED})")
+    assert report.bad["000140"] == Problem("missing", "file not found")
+    assert report.bad["133297"] == Problem("empty", f"empty file (0 bytes) ({NO_AUDIO})")
+    undecodable, brief = report.bad["099134"], report.bad["001486"]
+    assert undecodable.kind == "undecodable" and brief.kind == "too short"
+    assert undecodable.text.startswith("MPEG audio frames found but not decodable")
+    assert undecodable.text.endswith(f"({NO_AUDIO})")
+    assert str(brief).startswith("too short") and str(brief).endswith(f"({TRIMMED})")
     assert report.counts == {"train": {"Hip-Hop": 1}, "validation": {"Hip-Hop": 1}, "test": {"Folk": 1, "Pop": 1}}
     # Good files far shorter than FMA's 30 s clips are flagged; so is a known-trimmed id that passes.
     short = "2.0 s, far shorter than fma's 30 s clips"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirformer.datasets.base import DATASETS
+from mirformer.datasets.base import DATASETS, Problem
 from mirformer.datasets.csv_manifest import CSVManifest
 from mirformer.datasets.folder import ClassFolder
 from mirformer.errors import ConfigError
@@ -73,7 +73,8 @@ def test_folder_validate_reports_bad_files_by_id(tmp_path, write_tone):
     write_tone(tmp_path / "cat" / "c.flac", seconds=1.0, sr=8000, fmt="FLAC")
     (tmp_path / "dog" / "broken.wav").write_bytes(b"not audio at all")
     report = ClassFolder(tmp_path).validate(sr=8000, progress=False)
-    assert list(report.bad) == ["dog/broken.wav"] and report.bad["dog/broken.wav"].startswith("cannot decode")
+    assert list(report.bad) == ["dog/broken.wav"] and report.bad["dog/broken.wav"].kind == "undecodable"
+    assert report.bad["dog/broken.wav"].text.startswith("cannot decode")
     assert report.counts == {"train": {"cat": 2, "dog": 1}, "validation": {}, "test": {}}
 
 
@@ -121,7 +122,8 @@ def test_csv_classification_with_split_column(tmp_path, write_tone):
     assert ds.tracks()[1].meta == {"source": "radio"}
     assert ds.classes() == ["jazz", "rock"]
     report = ds.validate(sr=8000, progress=False)
-    assert report.bad == dict.fromkeys([str(elsewhere), "clips/c.wav", "clips/e.wav", "clips/f.wav"], "file not found")
+    assert report.bad == dict.fromkeys([str(elsewhere), "clips/c.wav", "clips/e.wav", "clips/f.wav"],
+                                       Problem("missing", "file not found"))
 
 
 def test_csv_classification_random_split_is_stratified(tmp_path):

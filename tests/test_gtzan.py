@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mirformer.datasets.base import Problem
 from mirformer.datasets.gtzan import GENRES, GTZAN, filtered_split
 from mirformer.errors import ConfigError
 
@@ -56,8 +57,9 @@ def test_filtered_split_on_the_original_layout(tmp_path):
 
     report = gtzan.validate(sr=16000, min_seconds=1.0, progress=False)
     assert set(tracks) - set(report.bad) == {"blues.00029", "blues.00000", "blues.00012"}
-    assert set(report.bad.values()) == {"file not found", f"file not found ({CORRUPT})"}
-    assert report.bad["jazz.00054"] == f"file not found ({CORRUPT})"
+    assert set(report.bad.values()) == {Problem("missing", "file not found"),
+                                        Problem("missing", f"file not found ({CORRUPT})")}
+    assert report.bad["jazz.00054"] == Problem("missing", f"file not found ({CORRUPT})")
     assert report.counts == {"train": {"blues": 1}, "validation": {"blues": 1}, "test": {"blues": 1}}
 
 
@@ -70,7 +72,7 @@ def test_kaggle_layout_reports_the_corrupt_jazz_00054(tmp_path):
     assert gtzan.genres_dir == genres.absolute()
     report = gtzan.validate(sr=22050, min_seconds=1.0, progress=False)
     assert report.n_tracks == 930
-    assert report.bad["jazz.00054"] == f"empty file (0 bytes) ({CORRUPT})"
+    assert report.bad["jazz.00054"] == Problem("empty", f"empty file (0 bytes) ({CORRUPT})")
     assert "jazz.00055" not in report.bad
     assert report.counts == {"train": {"jazz": 1}, "validation": {}, "test": {}}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirformer.datasets.base import DATASETS
+from mirformer.datasets.base import DATASETS, Problem
 from mirformer.datasets.jamendo import MTGJamendo
 from mirformer.errors import ConfigError
 
@@ -105,7 +105,7 @@ def test_low_quality_and_custom_folders(root, tmp_path):
 
 def test_validate_reports_the_missing_track(root):
     report = MTGJamendo(root).validate(sr=16000, progress=False)
-    assert report.bad == {"track_0000948": "file not found"}
+    assert report.bad == {"track_0000948": Problem("missing", "file not found")}
     assert report.counts == {
         "train": {"genre---punkrock": 1, "genre---rock": 1, "instrument---piano": 1},
         "validation": {"genre---pop": 1, "instrument---guitar": 1, "instrument---voice": 1, "mood/theme---happy": 1},

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mirformer.datasets.base import Problem
 from mirformer.datasets.mtat import MagnaTagATune
 from mirformer.errors import ConfigError
 
@@ -104,7 +105,8 @@ def test_n_tags_keeps_only_the_top_tags(root):
 def test_validate_reports_empty_and_missing_clips(root):
     report = MagnaTagATune(root, n_tags=3).validate(sr=16000, min_seconds=1.0, progress=False)
     assert report.n_tracks == 9
-    assert report.bad == {"35644": f"empty file (0 bytes) ({EMPTY})", "41": "file not found"}
+    assert report.bad == {"35644": Problem("empty", f"empty file (0 bytes) ({EMPTY})"),
+                          "41": Problem("missing", "file not found")}
     assert report.counts == {"train": {"classical": 3, "guitar": 3, "slow": 3},
                              "validation": {"classical": 1, "guitar": 1, "slow": 1},
                              "test": {"classical": 2, "guitar": 2, "slow": 1}}

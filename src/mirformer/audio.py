@@ -38,15 +38,15 @@ def too_short(seconds: float, min_seconds: float) -> str | None:
 def check_file(path: Path) -> None:
     """``AudioError`` for a missing or empty file, before any decoder sees it."""
     if not path.is_file():
-        raise AudioError(path, "file not found")
+        raise AudioError(path, "file not found", kind="missing")
     if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+        raise AudioError(path, "empty file (0 bytes)", kind="empty")
 
 
 def decode_error(path: Path, exc: Exception) -> AudioError:
     """The ``AudioError`` for a decoder's exception: what the file holds when libsndfile refuses it."""
     cause = undecodable(path, exc) if isinstance(exc, sf.LibsndfileError) else f"cannot decode: {exc}"
-    return AudioError(path, cause)
+    return AudioError(path, cause, kind="undecodable")
 
 
 def undecodable(path: Path, exc: Exception) -> str:
@@ -98,18 +98,18 @@ def _mono(y: np.ndarray) -> np.ndarray:
 def _check_truncated(path: Path, read: int, declared: int, sr: int) -> None:
     cut = truncated(read, declared, sr)
     if cut:
-        raise AudioError(path, cut)
+        raise AudioError(path, cut, kind="truncated")
 
 
 def _check_finite(path: Path, y: np.ndarray) -> None:
     if not np.all(np.isfinite(y)):
-        raise AudioError(path, "decoded samples contain NaN or Inf")
+        raise AudioError(path, "decoded samples contain NaN or Inf", kind="non-finite")
 
 
 def _check_loud(path: Path, peak: float, cause: str) -> None:
     """``AudioError`` with ``cause`` for a peak amplitude below ``SILENCE_PEAK``."""
     if peak < SILENCE_PEAK:
-        raise AudioError(path, cause)
+        raise AudioError(path, cause, kind="silent")
 
 
 def load_audio(
@@ -153,7 +153,7 @@ def load_audio(
     except DECODE_ERRORS as exc:
         raise decode_error(path, exc) from None
     if y.shape[0] == 0:
-        raise AudioError(path, "no audio frames decoded")
+        raise AudioError(path, "no audio frames decoded", kind="empty")
     _check_truncated(path, y.shape[0], declared if frames < 0 else min(declared, frames), native_sr)
     y = _mono(y)
     _check_finite(path, y)
@@ -162,7 +162,7 @@ def load_audio(
         y = soxr.resample(y, native_sr, sr, quality="HQ")
     short = too_short(len(y) / sr, min_seconds)
     if short:
-        raise AudioError(path, short)
+        raise AudioError(path, short, kind="too short")
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
