@@ -138,3 +138,17 @@ def random_vqvae(path, *, levels: int = 2, l_bins: int = 32) -> Path:
         block.k.normal_()
     save_vqvae(model, path)
     return Path(path)
+
+
+def outputs(dataset) -> list[str]:
+    """A dataset's output names, as its task reads them."""
+    from mirformer.tasks.base import task_class
+
+    return task_class(dataset.task).output_names(dataset)
+
+
+def counts(report, task: str | None) -> dict:
+    """Good files of a validation report per split and label, as ``mirformer validate`` tables them."""
+    from mirformer.tasks.base import label_counts
+
+    return label_counts(task, report.good)

@@ -13,16 +13,15 @@ import soundfile as sf
 import torch
 
 import mirformer.hear as hear
-from mirformer.audio import load_audio
+from mirformer.audio import audio_blocks, load_audio
 from mirformer.cli import main
 from mirformer.config_tree import parse_overrides
-from mirformer.embed import Embedder, audio_blocks
+from mirformer.embed import Embedder
 from mirformer.encoder_file import read_encoder
 from mirformer.errors import ConfigError
 from mirformer.experiments.presets import resolve
 from mirformer.experiments.pretrain import run_pretrain
-from helpers import TINY_RUN
-from helpers import TINY_PATCHIFIER
+from helpers import TINY_PATCHIFIER, TINY_RUN
 
 SR = 16000
 SETS = [v for k, v in zip(TINY_RUN, TINY_RUN[1:]) if k == "--set"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirformer.datasets.base import DATASETS
+from helpers import counts, outputs
+from mirformer.datasets.base import DATASETS, Problem
 from mirformer.datasets.emomusic import EmoMusic, artist_split
 from mirformer.errors import ConfigError
 
@@ -110,7 +111,7 @@ def test_tracks_ids_paths_splits_and_meta(root):
     assert by_id["7"].meta["artist"] == "The   Beatles"  # stripped, inner spaces kept
     assert {k: by_id["2"].meta[k] for k in ("artist", "title", "genre", "std_arousal", "std_valence")} == {
         "artist": "Beyoncé", "title": "Song 2", "genre": "Rock", "std_arousal": 0.8, "std_valence": 1.1}
-    assert ds.classes() == ["arousal", "valence"]
+    assert outputs(ds) == ["arousal", "valence"]
 
 
 def test_targets_zscored_on_development_songs(root):
@@ -133,8 +134,8 @@ def test_targets_zscored_on_development_songs(root):
 
 def test_validate_reports_the_missing_clip(root):
     report = EmoMusic(root).validate(sr=16000, progress=False)
-    assert report.bad == {str(MISSING_AUDIO): "file not found"}
-    assert report.counts == {"train": {"clips": 6}, "validation": {"clips": 2}, "test": {"clips": 3}}
+    assert report.bad == {str(MISSING_AUDIO): Problem("missing", "file not found")}
+    assert counts(report, "regression") == {"train": {"clips": 6}, "validation": {"clips": 2}, "test": {"clips": 3}}
 
 
 def test_annotations_at_root_and_custom_folders(tmp_path):

@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 
 from fma_layout import NO_AUDIO, ROWS, TOP_GENRES, TRIMMED
+from helpers import counts, outputs
+from mirformer.datasets.base import Problem
 from mirformer.datasets.fma import FMA
 from mirformer.errors import ConfigError
 
@@ -40,7 +42,7 @@ def test_splits_labels_paths_and_meta(fma_root):
     assert tracks["001486"].path.is_absolute()
     assert tracks["001486"].meta == {"artist": "Artist 1486", "album_id": 14860, "duration": 30.0 + 1486 % 7,
                                      "genres": (25,), "genres_all": (12, 25)}
-    assert fma.classes() == ["Electronic", "Folk", "Hip-Hop", "Pop", "Rock"]
+    assert outputs(fma) == ["Electronic", "Folk", "Hip-Hop", "Pop", "Rock"]
     assert [t.path for t in FMA(fma_root, subset="full").tracks()][0] == fma_root.absolute() / "fma_full" / "000" / "000002.mp3"
 
 
@@ -52,18 +54,21 @@ def test_genres_all_tags_are_genre_titles(fma_root):
     assert labels["000200"] == ("Experimental", "Instrumental")
     assert labels["001486"] == ("Punk", "Rock")
     assert labels["000002"] == ("Hip-Hop",)
-    assert fma.classes() == ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "Pop", "Punk", "Rock"]
+    assert outputs(fma) == ["Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "Pop", "Punk", "Rock"]
 
 
 def test_validate_reports_bad_files_without_raising(fma_root):
     report = FMA(fma_root).validate(sr=16000, min_seconds=1.0, progress=False)
     assert report.n_tracks == 8
     assert set(report.bad) == {"000140", "001486", "099134", "133297"}
-    assert report.bad["000140"] == "file not found"
-    assert report.bad["133297"] == f"empty file (0 bytes) ({NO_AUDIO})"
-    assert report.bad["099134"].startswith("MPEG audio frames found but not decodable") and report.bad["099134"].endswith(f"({NO_AUDIO})")
-    assert report.bad["001486"].startswith("too short") and report.bad["001486"].endswith(f"({TRIMMED})")
-    assert report.counts == {"train": {"Hip-Hop": 1}, "validation": {"Hip-Hop": 1}, "test": {"Folk": 1, "Pop": 1}}
+    assert report.bad["000140"] == Problem("missing", "file not found")
+    assert report.bad["133297"] == Problem("empty", f"empty file (0 bytes) ({NO_AUDIO})")
+    undecodable, brief = report.bad["099134"], report.bad["001486"]
+    assert undecodable.kind == "undecodable" and brief.kind == "too short"
+    assert undecodable.text.startswith("MPEG audio frames found but not decodable")
+    assert undecodable.text.endswith(f"({NO_AUDIO})")
+    assert str(brief).startswith("too short") and str(brief).endswith(f"({TRIMMED})")
+    assert counts(report, "classification") == {"train": {"Hip-Hop": 1}, "validation": {"Hip-Hop": 1}, "test": {"Folk": 1, "Pop": 1}}
     # Good files far shorter than FMA's 30 s clips are flagged; so is a known-trimmed id that passes.
     short = "2.0 s, far shorter than fma's 30 s clips"
     assert report.flagged == {"000002": short, "000005": short, "000010": short, "003573": short}

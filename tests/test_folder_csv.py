@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirformer.datasets.base import DATASETS
+from helpers import counts, outputs
+from mirformer.datasets.base import DATASETS, Problem
 from mirformer.datasets.csv_manifest import CSVManifest
 from mirformer.datasets.folder import ClassFolder
 from mirformer.errors import ConfigError
@@ -41,7 +42,7 @@ def test_folder_lists_audio_and_splits_each_class(tmp_path):
     assert DATASETS["folder"] is ClassFolder and ds.task == "classification"
     assert [t.id for t in tracks] == sorted(DOG + CAT + BIRD)
     assert all(t.label == t.id.split("/")[0] and t.path == tmp_path / t.id for t in tracks)
-    assert ds.classes() == ["bird", "cat", "dog"]
+    assert outputs(ds) == ["bird", "cat", "dog"]
     # seed 0, 80/10/10: one of each ten-file class to validation and test, bird (3) all train.
     assert {t.id: t.split for t in tracks if t.split != "train"} == {
         "cat/c0.wav": "validation", "cat/c9.aiff": "test", "dog/d2.wav": "validation", "dog/d0.wav": "test"}
@@ -73,8 +74,9 @@ def test_folder_validate_reports_bad_files_by_id(tmp_path, write_tone):
     write_tone(tmp_path / "cat" / "c.flac", seconds=1.0, sr=8000, fmt="FLAC")
     (tmp_path / "dog" / "broken.wav").write_bytes(b"not audio at all")
     report = ClassFolder(tmp_path).validate(sr=8000, progress=False)
-    assert list(report.bad) == ["dog/broken.wav"] and report.bad["dog/broken.wav"].startswith("cannot decode")
-    assert report.counts == {"train": {"cat": 2, "dog": 1}, "validation": {}, "test": {}}
+    assert list(report.bad) == ["dog/broken.wav"] and report.bad["dog/broken.wav"].kind == "undecodable"
+    assert report.bad["dog/broken.wav"].text.startswith("cannot decode")
+    assert counts(report, "classification") == {"train": {"cat": 2, "dog": 1}, "validation": {}, "test": {}}
 
 
 @pytest.mark.parametrize("files, message", [
@@ -119,9 +121,10 @@ def test_csv_classification_with_split_column(tmp_path, write_tone):
     paths = {t.id: t.path for t in ds.tracks()}
     assert paths["clips/a.wav"] == tmp_path / "data" / "clips" / "a.wav" and paths[str(elsewhere)] == elsewhere
     assert ds.tracks()[1].meta == {"source": "radio"}
-    assert ds.classes() == ["jazz", "rock"]
+    assert outputs(ds) == ["jazz", "rock"]
     report = ds.validate(sr=8000, progress=False)
-    assert report.bad == dict.fromkeys([str(elsewhere), "clips/c.wav", "clips/e.wav", "clips/f.wav"], "file not found")
+    assert report.bad == dict.fromkeys([str(elsewhere), "clips/c.wav", "clips/e.wav", "clips/f.wav"],
+                                       Problem("missing", "file not found"))
 
 
 def test_csv_classification_random_split_is_stratified(tmp_path):
@@ -144,7 +147,7 @@ def test_csv_tagging(tmp_path):
     assert [(t.id, t.labels, t.split) for t in ds.tracks()] == [
         ("t/a.wav", ("rock", "guitar"), "train"), ("t/b.wav", ("jazz", "sax"), "train"),
         ("t/c.wav", (), "train"), ("t/d.wav", ("rock", "guitar"), "train")]
-    assert ds.classes() == ["guitar", "jazz", "rock", "sax"]
+    assert outputs(ds) == ["guitar", "jazz", "rock", "sax"]
 
 
 REGRESSION = ("path,id,artist,valence,arousal,year,split\n"
@@ -158,7 +161,7 @@ REGRESSION = ("path,id,artist,valence,arousal,year,split\n"
 def test_csv_regression_zscored_on_train(tmp_path):
     ds = CSVManifest(write_csv(tmp_path / "r.csv", REGRESSION))
     assert ds.task == "regression"
-    assert ds.target_names == ["valence", "arousal", "year"] == ds.classes()  # every numeric column
+    assert ds.target_names == ["valence", "arousal", "year"] == outputs(ds)  # every numeric column
     picked = CSVManifest(tmp_path / "r.csv", targets=["arousal", "valence"])
     assert picked.target_names == ["arousal", "valence"]
     raw = np.array([[3.0, 0.5], [5.0, 1.5], [4.0, -1.0], [6.5, 2.0], [2.0, 0.0]])

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import counts, outputs
+from mirformer.datasets.base import Problem
 from mirformer.datasets.gtzan import GENRES, GTZAN, filtered_split
 from mirformer.errors import ConfigError
 
@@ -52,13 +54,14 @@ def test_filtered_split_on_the_original_layout(tmp_path):
     assert tracks["blues.00030"].path == genres.absolute() / "blues" / "blues.00030.wav"
     assert (tracks["blues.00029"].split, tracks["blues.00000"].split, tracks["blues.00012"].split) == \
         ("train", "validation", "test")
-    assert gtzan.classes() == list(GENRES)
+    assert outputs(gtzan) == list(GENRES)
 
     report = gtzan.validate(sr=16000, min_seconds=1.0, progress=False)
     assert set(tracks) - set(report.bad) == {"blues.00029", "blues.00000", "blues.00012"}
-    assert set(report.bad.values()) == {"file not found", f"file not found ({CORRUPT})"}
-    assert report.bad["jazz.00054"] == f"file not found ({CORRUPT})"
-    assert report.counts == {"train": {"blues": 1}, "validation": {"blues": 1}, "test": {"blues": 1}}
+    assert set(report.bad.values()) == {Problem("missing", "file not found"),
+                                        Problem("missing", f"file not found ({CORRUPT})")}
+    assert report.bad["jazz.00054"] == Problem("missing", f"file not found ({CORRUPT})")
+    assert counts(report, "classification") == {"train": {"blues": 1}, "validation": {"blues": 1}, "test": {"blues": 1}}
 
 
 def test_kaggle_layout_reports_the_corrupt_jazz_00054(tmp_path):
@@ -70,9 +73,9 @@ def test_kaggle_layout_reports_the_corrupt_jazz_00054(tmp_path):
     assert gtzan.genres_dir == genres.absolute()
     report = gtzan.validate(sr=22050, min_seconds=1.0, progress=False)
     assert report.n_tracks == 930
-    assert report.bad["jazz.00054"] == f"empty file (0 bytes) ({CORRUPT})"
+    assert report.bad["jazz.00054"] == Problem("empty", f"empty file (0 bytes) ({CORRUPT})")
     assert "jazz.00055" not in report.bad
-    assert report.counts == {"train": {"jazz": 1}, "validation": {}, "test": {}}
+    assert counts(report, "classification") == {"train": {"jazz": 1}, "validation": {}, "test": {}}
 
 
 def test_root_may_be_the_genres_folder(tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mirformer.datasets.base import DATASETS
+from helpers import counts, outputs
+from mirformer.datasets.base import DATASETS, Problem
 from mirformer.datasets.jamendo import MTGJamendo
 from mirformer.errors import ConfigError
 
@@ -79,7 +80,7 @@ def test_top50tags_split_0(root):
     assert first.path == root.absolute() / "audio" / "41" / "241.mp3"
     assert first.meta == {"artist_id": "artist_000005", "album_id": "album_000033", "duration": 340.1}
     assert first.label is None and first.targets is None
-    assert ds.classes() == ["genre---electronic", "genre---pop", "genre---punkrock", "genre---rock",
+    assert outputs(ds) == ["genre---electronic", "genre---pop", "genre---punkrock", "genre---rock",
                             "instrument---guitar", "instrument---piano", "instrument---voice", "mood/theme---happy"]
 
 
@@ -92,7 +93,7 @@ def test_other_split_number_and_subset(root):
         "track_0000382": ("validation", ("genre---pop",)),
         "track_0000948": ("test", ("genre---electronic",)),
     }
-    assert genre.classes() == ["genre---blues", "genre---electronic", "genre---pop", "genre---rock"]
+    assert outputs(genre) == ["genre---blues", "genre---electronic", "genre---pop", "genre---rock"]
 
 
 def test_low_quality_and_custom_folders(root, tmp_path):
@@ -105,8 +106,8 @@ def test_low_quality_and_custom_folders(root, tmp_path):
 
 def test_validate_reports_the_missing_track(root):
     report = MTGJamendo(root).validate(sr=16000, progress=False)
-    assert report.bad == {"track_0000948": "file not found"}
-    assert report.counts == {
+    assert report.bad == {"track_0000948": Problem("missing", "file not found")}
+    assert counts(report, "tagging") == {
         "train": {"genre---punkrock": 1, "genre---rock": 1, "instrument---piano": 1},
         "validation": {"genre---pop": 1, "instrument---guitar": 1, "instrument---voice": 1, "mood/theme---happy": 1},
         "test": {},

@@ -15,8 +15,7 @@ import soundfile as sf
 
 from mirformer.cli import main
 from mirformer.experiments.config import SETUPS
-from helpers import TINY
-from helpers import TINY_PATCHIFIER
+from helpers import TINY, TINY_PATCHIFIER
 
 SR = 16000
 CLASSES = {"steady": 1.0, "half": 0.5, "sparse": 0.2}  # duty cycles

@@ -15,7 +15,7 @@ from mirformer.errors import ConfigError, MirformerError
 from mirformer.representations import mel
 from mirformer.representations import REPRESENTATIONS, representation_class
 from mirformer.representations.extract import extract_to_npy
-from mirformer.representations.mel import LIBROSA_DEFAULT, THESIS, LogMel, MelConfig, log_mel
+from mirformer.representations.mel import LIBROSA_DEFAULT, THESIS, LogMel, MelConfig, log_mel, log_mel_stream
 
 SECONDS = 8.0
 
@@ -70,6 +70,21 @@ def test_chunk_boundaries_do_not_change_frames(chorale, monkeypatch):
     chunked = log_mel(y, config=THESIS)
     np.testing.assert_allclose(chunked, whole, atol=1e-4)
     assert np.abs(chunked - librosa_log_mel(y, THESIS)).max() < 1e-3
+
+
+@pytest.mark.parametrize("config", [THESIS, dataclasses.replace(THESIS, ref="max"),
+                                    dataclasses.replace(THESIS, center=False), SETTINGS["custom"]])
+def test_streamed_blocks_equal_the_whole_signal(chorale, config):
+    """Blocks of any lengths (one sample, an empty one, shorter and longer than a frame) give
+    ``log_mel`` of the whole signal, centred frames at both ends with the same zero padding."""
+    y = chorale[config.sample_rate]
+    cuts = [0, 1, 1, 300, 4609, 40001, 100003, len(y)]
+    blocks = [y[a:b] for a, b in zip(cuts, cuts[1:])]
+    parts = list(log_mel_stream(lambda: iter(blocks), config=config))
+    assert len(parts) > 3
+    streamed, whole = np.concatenate(parts), log_mel(y, config=config)
+    assert streamed.shape == whole.shape == (config.n_frames(len(y)), config.n_mels)
+    np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=0)
 
 
 def test_top_db_none_does_not_clip(chorale):

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import counts, outputs
+from mirformer.datasets.base import Problem
 from mirformer.datasets.mtat import MagnaTagATune
 from mirformer.errors import ConfigError
 
@@ -64,13 +66,13 @@ def test_annotations_fixture_is_quoted_and_tab_separated(root):
 
 
 def test_classes_are_the_most_frequent_tags_ties_in_column_order(root):
-    classes = MagnaTagATune(root).classes()
+    classes = outputs(MagnaTagATune(root))
     threes = [t for t in TAGS if COUNTS[t] == 3]
     twos = [t for t in TAGS if COUNTS[t] == 2]
     assert len(classes) == 50
     assert classes == ["guitar", "classical", "slow", "techno", "strings", *threes, *twos[:25]]
     assert classes[5] == "male vocal" and "no voice" in classes and twos[25] not in classes
-    assert MagnaTagATune(root, n_tags=3).classes() == ["guitar", "classical", "slow"]
+    assert outputs(MagnaTagATune(root, n_tags=3)) == ["guitar", "classical", "slow"]
 
 
 def test_labels_split_by_hex_folder_and_paths(root, caplog):
@@ -83,7 +85,7 @@ def test_labels_split_by_hex_folder_and_paths(root, caplog):
     assert {i: t.split for i, t in tracks.items()} == {
         "2": "train", "6": "train", "10": "train", "15": "train", "20": "validation", "35644": "validation",
         "25": "test", "30": "test", "41": "test"}
-    classes = mtat.classes()
+    classes = outputs(mtat)
     assert tracks["2"].labels == tracks["6"].labels == tuple(classes)
     assert tracks["20"].labels == tuple(classes[:25])
     assert tracks["25"].labels == ("guitar", "classical", "slow", "techno", "strings")
@@ -104,8 +106,9 @@ def test_n_tags_keeps_only_the_top_tags(root):
 def test_validate_reports_empty_and_missing_clips(root):
     report = MagnaTagATune(root, n_tags=3).validate(sr=16000, min_seconds=1.0, progress=False)
     assert report.n_tracks == 9
-    assert report.bad == {"35644": f"empty file (0 bytes) ({EMPTY})", "41": "file not found"}
-    assert report.counts == {"train": {"classical": 3, "guitar": 3, "slow": 3},
+    assert report.bad == {"35644": Problem("empty", f"empty file (0 bytes) ({EMPTY})"),
+                          "41": Problem("missing", "file not found")}
+    assert counts(report, "tagging") == {"train": {"classical": 3, "guitar": 3, "slow": 3},
                              "validation": {"classical": 1, "guitar": 1, "slow": 1},
                              "test": {"classical": 2, "guitar": 2, "slow": 1}}
 
@@ -123,7 +126,7 @@ def test_missing_or_malformed_annotations_raise_config_error_naming_the_file(roo
     assert str(path) in str(info.value) and "not found" in str(info.value)
     path.write_text("clip_id,guitar,mp3_path\n2,1,0/a.mp3\n")  # commas, not TABs
     with pytest.raises(ConfigError) as info:
-        MagnaTagATune(tmp_path).classes()
+        outputs(MagnaTagATune(tmp_path))
     assert str(path) in str(info.value) and "TAB-separated" in str(info.value)
     path.write_text("clip_id\tguitar\tmp3_path\n2\tyes\t0/a.mp3\n")
     with pytest.raises(ConfigError, match="cannot parse"):

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from music21 import note, stream, tempo, tie
 
+from helpers import outputs
 from mirformer.datasets.base import DATASETS, SPLITS, Track
 from mirformer.datasets.midi_render import MAX_LEAD_SECONDS, PEAK_DBFS, plan_windows, score_to_midi
 from mirformer.datasets import music21_styles as m21
@@ -109,7 +110,7 @@ def test_tracks(built, manifest):
     assert t.split in SPLITS and t.label in TINY.classes
     assert set(t.meta) == {"source", "instruments", "tempo_factor", "start_seconds"}
     assert isinstance(t.meta["instruments"], tuple) and isinstance(t.meta["start_seconds"], float)
-    assert m21.Music21Styles(built).classes() == sorted(TINY.classes)
+    assert outputs(m21.Music21Styles(built)) == sorted(TINY.classes)
 
 
 def test_unlabelled_corpus_uses_no_labelled_score(tmp_path, monkeypatch):
@@ -126,7 +127,7 @@ def test_unlabelled_corpus_uses_no_labelled_score(tmp_path, monkeypatch):
     assert len(tracks) == len(unlabelled) and all(t.label is None and t.path.is_file() for t in tracks)
     assert {t.split for t in tracks} <= {"train", "validation"}
     with pytest.raises(ConfigError, match="no labels"):
-        corpus.classes()
+        corpus.require_labels()
 
 
 def test_unprepared_dataset_says_so(tmp_path):

@@ -8,7 +8,12 @@ import torch
 
 from mirformer.errors import CheckpointError, ConfigError
 from mirformer.representations.vqvae import checkpoint as ckpt_mod
-from mirformer.representations.vqvae.checkpoint import load_jukebox_vqvae, save_vqvae
+from mirformer.representations.vqvae.checkpoint import (
+    load_jukebox_vqvae,
+    load_official_state,
+    official_state_dict,
+    save_vqvae,
+)
 from mirformer.representations.vqvae.model import (
     JUKEBOX,
     SMALL,
@@ -84,11 +89,15 @@ def test_unknown_config_key_raises():
 # --- architecture -------------------------------------------------------------------------------
 
 def test_default_state_dict_equals_jukebox_listing():
+    """The official layout is Jukebox's listing; the model's own state dict adds the EMA statistics."""
     listing = [line.split("\t") for line in LISTING.read_text().splitlines()]
-    state = VQVAE().state_dict()
+    model = VQVAE()
+    state = official_state_dict(model)
     assert len(listing) == len(state) == 669
     assert [(k, str(tuple(v.shape)), str(v.dtype).removeprefix("torch.")) for k, v in state.items()] == \
         [tuple(row) for row in listing]
+    ema = [f"bottleneck.level_blocks.{i}.{k}" for i in range(3) for k in ("k_sum", "k_elem", "initialised")]
+    assert sorted(model.state_dict()) == sorted([*state, *ema])
 
 
 def test_dilation_orders_and_level_blocks():
@@ -254,7 +263,8 @@ def test_lazy_init_takes_encoder_vectors():
     block.init_k(few)  # fewer vectors than codes: tiled, with noise of std 0.01 / sqrt(D)
     nearest = torch.cdist(block.k, few).min(dim=1).values
     assert (nearest > 0).all() and (nearest < 0.05).all()
-    assert list(block.state_dict()) == ["k"]  # EMA statistics are not saved, as in Jukebox
+    assert list(block.state_dict()) == ["k", "k_sum", "k_elem", "initialised"]  # saved, unlike in Jukebox
+    assert block.initialised.dtype == torch.bool and block.initialised.ndim == 0 and bool(block.initialised)
 
 
 def test_ema_update_and_restart():
@@ -328,18 +338,18 @@ def seeded_jukebox():
 
 
 def test_official_layout_round_trip(seeded_jukebox, tmp_path):
-    path = jukebox_checkpoint(tmp_path / "vqvae.pth.tar", seeded_jukebox.state_dict())
+    path = jukebox_checkpoint(tmp_path / "vqvae.pth.tar", official_state_dict(seeded_jukebox))
     loaded = load_jukebox_vqvae(path)
     assert not loaded.training and loaded.config == JUKEBOX
-    state = seeded_jukebox.state_dict()
-    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+    state = official_state_dict(seeded_jukebox)
+    assert all(torch.equal(v, state[k]) for k, v in official_state_dict(loaded).items())
     torch.testing.assert_close(loaded.bottleneck.level_blocks[2].k_sum, state["bottleneck.level_blocks.2.k"])
     x = torch.rand(1, 22050, 1) * 2 - 1
     assert torch.equal(loaded.encode(x, start_level=2)[0], seeded_jukebox.encode(x, start_level=2)[0])
 
 
 def test_mismatches_are_listed(seeded_jukebox, tmp_path):
-    state = dict(seeded_jukebox.state_dict())
+    state = official_state_dict(seeded_jukebox)
     del state["decoders.1.out.bias"]
     state["encoders.0.extra.weight"] = torch.zeros(2, 3)
     state["bottleneck.level_blocks.0.k"] = torch.zeros(1024, 64)
@@ -352,7 +362,7 @@ def test_mismatches_are_listed(seeded_jukebox, tmp_path):
 
 
 def test_pickled_hps_need_trust(seeded_jukebox, tmp_path):
-    path = jukebox_checkpoint(tmp_path / "np.pth.tar", seeded_jukebox.state_dict(),
+    path = jukebox_checkpoint(tmp_path / "np.pth.tar", official_state_dict(seeded_jukebox),
                               bandwidth={"l2": np.float64(0.01), "spec": np.array(4.0)})
     with pytest.raises(CheckpointError, match=r"pickled.*trust_pickle=True.*--trust-checkpoint"):
         load_jukebox_vqvae(path)
@@ -381,8 +391,41 @@ def test_save_then_load_through_the_same_function(tiny, tmp_path):
     assert loaded.config == TINY
     x = torch.rand(1, 4096, 1) * 2 - 1
     assert all(torch.equal(a, b) for a, b in zip(loaded.encode(x), tiny.encode(x)))
-    torch.save(tiny.state_dict(), tmp_path / "bare.pt")  # a bare state_dict with an explicit config
+    torch.save(official_state_dict(tiny), tmp_path / "bare.pt")  # a bare state_dict with an explicit config
     assert torch.equal(load_jukebox_vqvae(tmp_path / "bare.pt", config=TINY).codebook(2), tiny.codebook(2))
+    assert list(raw["model"]) == list(official_state_dict(tiny))  # no EMA statistics, as Jukebox
     with pytest.raises(CheckpointError, match="step"):
         save_vqvae(tiny, path, extra={"step": 1})
     assert sorted(p.name for p in path.parent.iterdir()) == ["vqvae.pth.tar"]  # no temporary left
+
+
+def test_export_has_exactly_jukebox_keys(seeded_jukebox, tmp_path):
+    """``save_vqvae`` writes the 669 official entries; the model's full state dict (with the EMA
+    statistics) is refused by name where an official one is expected."""
+    save_vqvae(seeded_jukebox, tmp_path / "vqvae.pth.tar")
+    raw = torch.load(tmp_path / "vqvae.pth.tar", map_location="cpu", weights_only=True)
+    assert list(raw["model"]) == [line.split("\t")[0] for line in LISTING.read_text().splitlines()]
+    with pytest.raises(CheckpointError, match="unexpected bottleneck.level_blocks.0.k_sum"):
+        load_official_state(VQVAE(), seeded_jukebox.state_dict())
+
+
+def test_encoder_files_embed_the_official_layout(tiny, tmp_path):
+    """A tokenizer inside an encoder file: the official state dict, read back strictly with the
+    EMA statistics rebuilt from the codebooks."""
+    from mirformer.encoder_file import read_encoder, save_encoder
+    from mirformer.models.encoder import EncoderConfig
+    from mirformer.models.former import Former
+    from mirformer.representations import Statistics
+    from mirformer.representations.vq import VQTokens
+
+    rep = VQTokens.from_model(tiny, level=1, sha1="0" * 40, source="memory")
+    model = Former(frontend="embedding", encoder=EncoderConfig(d_model=8, n_layers=1, n_heads=2, d_ff=16, max_len=16),
+                   input_dim=TINY.l_bins)
+    save_encoder(tmp_path / "encoder.pt", kind="tokenformer", model=model, representation=rep, scaling="none",
+                 statistics=Statistics(), window=16, eval_window=16, about={})
+    block = torch.load(tmp_path / "encoder.pt", weights_only=True)["input"]["vqvae"]["state_dict"]
+    assert list(block) == list(official_state_dict(tiny))
+    vq = read_encoder(tmp_path / "encoder.pt").representation.model
+    assert not vq.training and all(torch.equal(v, tiny.state_dict()[k]) for k, v in block.items())
+    torch.testing.assert_close(vq.bottleneck.level_blocks[1].k_sum, tiny.codebook(1))
+    assert bool(vq.bottleneck.level_blocks[1].initialised)

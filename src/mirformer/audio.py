@@ -1,11 +1,14 @@
-"""Decode audio files to mono float32 at a given sample rate.
+"""Decode audio files to mono float32 at a given sample rate, whole or block by block.
 
 soundfile's bundled libsndfile reads WAV, FLAC, OGG/Vorbis, MP3 and AU; soxr resamples with
-the same high-quality setting librosa uses by default (``soxr_hq``).
+the same high-quality setting librosa uses by default (``soxr_hq``). Every check of a decoded
+file (missing, empty, undecodable, truncated, not finite, silent, too short) lives here, shared
+by ``load_audio`` and the streaming ``audio_blocks``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +38,15 @@ def too_short(seconds: float, min_seconds: float) -> str | None:
 def check_file(path: Path) -> None:
     """``AudioError`` for a missing or empty file, before any decoder sees it."""
     if not path.is_file():
-        raise AudioError(path, "file not found")
+        raise AudioError(path, "file not found", kind="missing")
     if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+        raise AudioError(path, "empty file (0 bytes)", kind="empty")
 
 
 def decode_error(path: Path, exc: Exception) -> AudioError:
     """The ``AudioError`` for a decoder's exception: what the file holds when libsndfile refuses it."""
     cause = undecodable(path, exc) if isinstance(exc, sf.LibsndfileError) else f"cannot decode: {exc}"
-    return AudioError(path, cause)
+    return AudioError(path, cause, kind="undecodable")
 
 
 def undecodable(path: Path, exc: Exception) -> str:
@@ -87,6 +90,28 @@ def truncated(read: int, declared: int, sr: int) -> str | None:
     return None
 
 
+def _mono(y: np.ndarray) -> np.ndarray:
+    """Frames (n, channels) -> mono (n,), the channels averaged."""
+    return y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
+
+
+def _check_truncated(path: Path, read: int, declared: int, sr: int) -> None:
+    cut = truncated(read, declared, sr)
+    if cut:
+        raise AudioError(path, cut, kind="truncated")
+
+
+def _check_finite(path: Path, y: np.ndarray) -> None:
+    if not np.all(np.isfinite(y)):
+        raise AudioError(path, "decoded samples contain NaN or Inf", kind="non-finite")
+
+
+def _check_loud(path: Path, peak: float, cause: str) -> None:
+    """``AudioError`` with ``cause`` for a peak amplitude below ``SILENCE_PEAK``."""
+    if peak < SILENCE_PEAK:
+        raise AudioError(path, cause, kind="silent")
+
+
 def load_audio(
     path: str | Path,
     *,
@@ -115,7 +140,8 @@ def load_audio(
     Raises
     ------
     AudioError
-        If the file is missing, empty, undecodable, silent or shorter than ``min_seconds``.
+        If the file is missing, empty, undecodable, truncated, not finite, silent or shorter than
+        ``min_seconds``.
     """
     path = Path(path)
     check_file(path)
@@ -127,18 +153,70 @@ def load_audio(
     except DECODE_ERRORS as exc:
         raise decode_error(path, exc) from None
     if y.shape[0] == 0:
-        raise AudioError(path, "no audio frames decoded")
-    cut = truncated(y.shape[0], declared if frames < 0 else min(declared, frames), native_sr)
-    if cut:
-        raise AudioError(path, cut)
-    y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
-    if not np.all(np.isfinite(y)):
-        raise AudioError(path, "decoded samples contain NaN or Inf")
-    if float(np.abs(y).max()) < SILENCE_PEAK:
-        raise AudioError(path, "silent (peak below -120 dBFS)")
+        raise AudioError(path, "no audio frames decoded", kind="empty")
+    _check_truncated(path, y.shape[0], declared if frames < 0 else min(declared, frames), native_sr)
+    y = _mono(y)
+    _check_finite(path, y)
+    _check_loud(path, float(np.abs(y).max()), "silent (peak below -120 dBFS)")
     if native_sr != sr:
         y = soxr.resample(y, native_sr, sr, quality="HQ")
     short = too_short(len(y) / sr, min_seconds)
     if short:
-        raise AudioError(path, short)
+        raise AudioError(path, short, kind="too short")
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def audio_blocks(path: str | Path, *, sr: int, block_seconds: float = 30.0) -> Callable[[], Iterator[np.ndarray]]:
+    """A factory of iterators over ``path``'s consecutive mono blocks at ``sr`` Hz, for audio too
+    long to hold: ``load_audio``'s checks, block by block, with a streaming resampler.
+
+    Parameters
+    ----------
+    path : str or Path
+        Audio file, as for ``load_audio``.
+    sr : int > 0
+        Target sample rate in Hz.
+    block_seconds : float > 0
+        Seconds of the file decoded per block.
+
+    Returns
+    -------
+    blocks : callable
+        Each call returns an iterator over float32 blocks [shape=(n_i,)], about ``block_seconds``
+        each; together the mono signal at ``sr`` Hz.
+
+    Raises
+    ------
+    AudioError
+        For a missing, empty or undecodable file at once; for non-finite samples when an
+        iterator reaches them; for a truncated or silent file when an iterator reaches its end.
+    """
+    path = Path(path)
+    check_file(path)
+    try:
+        info = sf.info(path)
+    except DECODE_ERRORS as exc:
+        raise decode_error(path, exc) from None
+    native = info.samplerate
+
+    def blocks() -> Iterator[np.ndarray]:
+        resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
+        peak, read = 0.0, 0
+        try:
+            with sf.SoundFile(path) as f:
+                # Not ``f.blocks``: it reads as many frames as the header declares, and where the
+                # decoder gives fewer (a truncated MP3) repeats its buffer's stale samples.
+                size = max(1, int(block_seconds * native))
+                while len(block := f.read(size, dtype="float32", always_2d=True)):
+                    y = _mono(block)
+                    _check_finite(path, y)
+                    peak, read = max(peak, float(np.abs(y).max(initial=0.0))), read + len(y)
+                    yield resampler.resample_chunk(y) if resampler else y
+                if resampler:
+                    yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        except DECODE_ERRORS as exc:
+            raise decode_error(path, exc) from None
+        _check_truncated(path, read, info.frames, native)
+        _check_loud(path, peak, "silent (peak below -120 dBFS) or no audio frames")
+
+    return blocks

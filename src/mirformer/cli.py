@@ -254,26 +254,33 @@ def cmd_probe(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from collections import Counter
+
     import pandas as pd
 
     from mirformer.config_tree import parse_overrides
     from mirformer.datasets.registry import open_dataset
+    from mirformer.errors import AUDIO_PROBLEMS
+    from mirformer.tasks.base import label_counts
 
     ds = open_dataset(args.dataset, args.root, **parse_overrides(args.option or []))
     report = ds.validate(sr=args.sr, min_seconds=args.min_seconds, workers=args.workers)
-    print(f"{ds.name} at {ds.root} ({ds.task}): {report.n_tracks} files, {len(report.bad)} bad")
-    for tid, reason in sorted(report.bad.items()):
-        print(f"  {tid}: {reason}")
+    kinds = Counter(p.kind for p in report.bad.values())
+    by_kind = ", ".join(f"{kinds[k]} {k}" for k in AUDIO_PROBLEMS if kinds[k])
+    print(f"{ds.name} at {ds.root} ({ds.task or 'unlabelled'}): {report.n_tracks} files, {len(report.bad)} bad"
+          + (f" ({by_kind})" if by_kind else ""))
+    for tid, problem in sorted(report.bad.items()):
+        print(f"  {tid}: {problem}")
     if report.flagged:
         print(f"{len(report.flagged)} good file(s) worth a look (they train unless --min-seconds, in compare "
               "data.min_seconds, excludes them):")
         for tid, note in sorted(report.flagged.items()):
             print(f"  {tid}: {note}")
-    table = pd.DataFrame(report.counts).fillna(0).astype(int)
+    table = pd.DataFrame(label_counts(ds.task, report.good)).fillna(0).astype(int)
     table = table[[s for s in ("train", "validation", "test") if s in table.columns]]
     if len(table):
         table["total"] = table.sum(axis=1)
-        print(f"good files per {ds.task} label and split:")
+        print(f"good files per {ds.task or 'unlabelled'} label and split:")
         print(table.to_string())
     return 1 if report.bad else 0
 

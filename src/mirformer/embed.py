@@ -6,8 +6,8 @@ streaming resampler), turned into the encoder's input frames block by block (log
 the whole signal's, VQ tokens equal to a one-shot encode), scaled as the encoder was trained, and
 read by the encoder in tiled windows of its evaluation length, every ``hop`` frames. Each
 encoder position (a frame, a token, or Patchifier's patch) gets the mean of its states over the
-windows that hold it, from one layer or all. Only the current window, one block of audio and
-the output being written are held.
+windows that hold it, from one layer or all. Only a block or two of audio and of frames, a
+batch of windows and the output being written are held.
 """
 
 from __future__ import annotations
@@ -18,52 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 
 from mirformer.atomic import atomic_path
-from mirformer.audio import DECODE_ERRORS, SILENCE_PEAK, check_file, decode_error, truncated
+from mirformer.audio import audio_blocks
 from mirformer.encoder_file import EncoderFile
-from mirformer.errors import AudioError, ConfigError
+from mirformer.errors import ConfigError
+from mirformer.streaming import frame_segments
 
 POOLINGS = ("none", "cls", "mean")
-
-
-def audio_blocks(path: str | Path, *, sr: int, block_seconds: float = 30.0) -> Callable[[], Iterator[np.ndarray]]:
-    """A factory of iterators over ``path``'s consecutive mono blocks at ``sr`` Hz.
-
-    Raises ``AudioError`` (naming the file and the cause) for a missing, empty or undecodable
-    file at once, and for a silent one when an iterator reaches its end.
-    """
-    path = Path(path)
-    check_file(path)
-    try:
-        info = sf.info(path)
-    except DECODE_ERRORS as exc:
-        raise decode_error(path, exc) from None
-    native = info.samplerate
-
-    def blocks() -> Iterator[np.ndarray]:
-        resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
-        peak, read = 0.0, 0
-        try:
-            with sf.SoundFile(path) as f:
-                for block in f.blocks(blocksize=max(1, int(block_seconds * native)), dtype="float32", always_2d=True):
-                    y = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-                    peak, read = max(peak, float(np.abs(y).max(initial=0.0))), read + len(y)
-                    yield resampler.resample_chunk(y) if resampler else y
-                if resampler:
-                    yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-        except DECODE_ERRORS as exc:
-            raise decode_error(path, exc) from None
-        cut = truncated(read, info.frames, native)
-        if cut:
-            raise AudioError(path, cut)
-        if peak < SILENCE_PEAK:
-            raise AudioError(path, "silent (peak below -120 dBFS) or no audio frames")
-
-    return blocks
 
 
 @dataclass
@@ -174,18 +137,16 @@ class Embedder:
                     acc.add(s // self.per_position, st, pp, pooling)
                 batch.clear()
 
-        buf, buf_start, s, total = None, 0, 0, 0  # buf[0] is frame ``buf_start``; s: the next window's start
-        for block in frames:
-            buf = block if buf is None else np.concatenate([buf, block])
-            total += len(block)
-            while s + self.window <= total:  # a whole window has arrived
-                batch.append((s, buf[s - buf_start : s - buf_start + self.window]))
-                s += hop
+        def n_windows(total: int) -> int:  # from frame 0 every hop, until one reaches the end
+            return 0 if total == 0 else 1 + max(0, -(-(total - self.window) // hop))
+
+        # Window k reads frames [k * hop, k * hop + window); the last ones are cut short by the end.
+        total = 0
+        for seg in frame_segments(frames, hop=hop, left=0, right=self.window, n_frames=n_windows, pad=False):
+            for s in range(seg.first * hop, seg.stop * hop, hop):
+                batch.append((s, seg.data[s - seg.start : s - seg.start + self.window]))
                 run(final=False)
-                buf, buf_start = buf[s - buf_start :], s
-        while s < total and (s == 0 or s - hop + self.window < total):  # the tail, padded
-            batch.append((s, buf[s - buf_start : s - buf_start + self.window]))
-            s += hop
+            total = seg.start + len(seg.data)  # the frames so far: the last window reaches the end
         run(final=True)
         n_positions = total // self.per_position
         values = acc.finish(n_positions, pooling)
@@ -197,8 +158,8 @@ class Embedder:
     def embed_file(self, path: str | Path, out: Path, *, layer: int | None = -1, pooling: str = "none",
                    hop: int | None = None) -> tuple[Path, int]:
         """Embed one audio file of any length into ``out`` (``.npy``, with ``<stem>.times.npy`` for
-        positions), atomically, holding one block of audio and one window at a time. Returns the
-        file written and its number of positions (1 for a clip vector)."""
+        positions), atomically, holding a block or two of audio and a batch of windows at a time.
+        Returns the file written and its number of positions (1 for a clip vector)."""
         frames = self.frames(audio_blocks(path, sr=self.sample_rate))
         if pooling != "none":
             emb = self.embed(frames, layer=layer, pooling=pooling, hop=hop)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -41,36 +40,41 @@ class Track:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Why a file is unusable: ``kind`` one of ``mirformer.errors.AUDIO_PROBLEMS`` (``"missing"``,
+    ``"too short"``, ...), ``text`` the reason as reported; ``str()`` gives the text."""
+
+    kind: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass
 class ValidationReport:
-    """What ``Dataset.validate`` found: bad files by track id and counts per split.
-
-    ``counts`` maps split -> class (classification), tag (tagging) or ``"clips"`` (regression)
-    -> number of good files.
-    """
+    """What ``Dataset.validate`` found: bad files by track id, and the good ones (which the
+    dataset's task counts per label and split: ``mirformer.tasks.label_counts``)."""
 
     n_tracks: int
-    bad: dict[str, str]  # track id -> reason
-    counts: dict[str, dict[str, int]]
+    bad: dict[str, Problem]  # track id -> why it is unusable
+    good: list[Track]
     # Usable files worth a look (far shorter than the dataset's clips, or on the maintainers'
     # list): track id -> note. They count as good and train unless ``min_seconds`` excludes them.
     flagged: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.bad
 
 
 # A usable file shorter than this share of its dataset's nominal clip length is flagged.
 SHORT_SHARE = 0.5
 
 
-def _check_file(path: Path, sr: int, min_seconds: float) -> tuple[str | None, float]:
-    """(the reason ``path`` is unusable or None, its decoded seconds) (runs in worker processes)."""
+def _check_file(path: Path, sr: int, min_seconds: float) -> tuple[Problem | None, float]:
+    """(why ``path`` is unusable or None, its decoded seconds) (runs in worker processes)."""
     try:
         return None, len(load_audio(path, sr=sr, min_seconds=min_seconds)) / sr
     except AudioError as exc:
-        return exc.cause, 0.0
+        return Problem(exc.kind, exc.cause), 0.0
 
 
 class Dataset(ABC):
@@ -85,6 +89,7 @@ class Dataset(ABC):
 
     name: ClassVar[str]
     task: str | None = "classification"  # a registered task (``mirformer.tasks``); None: unlabelled
+    target_names: list[str] | None = None  # regression: the targets, in ``Track.targets`` order
     known_bad: ClassVar[dict[str, str]] = {}
     nominal_seconds: ClassVar[float | None] = None
 
@@ -106,6 +111,11 @@ class Dataset(ABC):
     @abstractmethod
     def tracks(self) -> list[Track]:
         """All tracks with their split and label(s) or targets."""
+
+    def classes(self) -> list[str] | None:
+        """The outputs the dataset fixes itself, in output order (its regression targets, or the top
+        tags it keeps), or None: the task takes them from the tracks (``Task.output_names``)."""
+        return self.target_names
 
     def require_labels(self) -> None:
         """Raise ``ConfigError`` if the dataset carries no labels, so cannot be a downstream set."""
@@ -133,32 +143,27 @@ class Dataset(ABC):
 
         The rule is the one training applies (``mirformer.audio.load_audio`` and ``too_short``
         with ``data.min_seconds``), so the files reported here are the files a comparison skips.
-        Never raises for a bad file: each one is listed with its reason (plus the maintainers'
-        note for a ``known_bad`` id). Good files that ``flag`` notes are listed in ``flagged``.
+        Never raises for a bad file: each one is listed as a ``Problem``, its kind and its reason
+        (plus the maintainers' note for a ``known_bad`` id). Good files that ``flag`` notes are
+        listed in ``flagged``.
         ``workers`` decoding processes (joblib: -1 = all cores).
         """
         tracks = self.tracks()
         jobs = (delayed(_check_file)(t.path, sr, min_seconds) for t in tracks)
-        reasons = Parallel(n_jobs=workers, return_as="generator")(jobs)
-        bad: dict[str, str] = {}
+        checked = Parallel(n_jobs=workers, return_as="generator")(jobs)
+        bad: dict[str, Problem] = {}
         flagged: dict[str, str] = {}
-        counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
-        bar = tqdm(reasons, total=len(tracks), desc=f"validate {self.name}", unit="file", disable=not progress)
-        for t, (reason, seconds) in zip(tracks, bar):
-            if reason is not None:
-                bad[t.id] = self.explain(t.id, reason)
+        good: list[Track] = []
+        bar = tqdm(checked, total=len(tracks), desc=f"validate {self.name}", unit="file", disable=not progress)
+        for t, (problem, seconds) in zip(tracks, bar):
+            if problem is not None:
+                bad[t.id] = Problem(problem.kind, self.explain(t.id, problem.text))
                 continue
             note = self.flag(t.id, seconds)
             if note:
                 flagged[t.id] = note
-            if self.task == "classification":
-                keys = [t.label]
-            elif self.task == "tagging":
-                keys = list(t.labels or ())
-            else:
-                keys = ["clips"]
-            counts.setdefault(t.split, Counter()).update(keys)
-        return ValidationReport(len(tracks), bad, {s: dict(sorted(c.items())) for s, c in counts.items()}, flagged)
+            good.append(t)
+        return ValidationReport(len(tracks), bad, good, flagged)
 
 
 def random_split(ids: list[str], strata: list[str] | None = None, *, seed: int = 0,

@@ -143,7 +143,7 @@ class CSVManifest(Dataset):
         header, rows = _read(path)
         self.task, targets = _task(path, header, rows, targets)
         tracks = self._build(path, header, rows, targets)
-        if self.task == "regression":
+        if targets:  # regression
             self.target_names = targets
             try:
                 tracks, self.target_stats = zscore(tracks, fit_on=("train",))
@@ -176,11 +176,11 @@ class CSVManifest(Dataset):
                     raise ConfigError(f"{path}, row {number}: unknown split {row['split']!r}; expected train, "
                                       "validation (valid, val, dev) or test")
             fields = {"meta": {name: row[name] for name in meta_columns}}
-            if self.task == "classification":
+            if "label" in header:
                 if not row["label"]:
                     raise ConfigError(f"{path}, row {number}: empty label")
                 fields["label"] = row["label"]
-            elif self.task == "tagging":
+            elif "labels" in header:
                 fields["labels"] = _tags(row["labels"], path, number)
             else:
                 values = [_number(row[name]) for name in targets]
@@ -192,7 +192,7 @@ class CSVManifest(Dataset):
             items.append((track_id, audio if audio.is_absolute() else folder / audio, split, fields))
         if "split" not in header:
             ids = [item[0] for item in items]
-            strata = [item[3]["label"] for item in items] if self.task == "classification" else None
+            strata = [item[3]["label"] for item in items] if "label" in header else None
             splits = random_split(ids, strata, seed=self.seed, fractions=self.fractions)
             items = [(i, audio, splits[i], fields) for i, audio, _, fields in items]
         return [Track(i, audio, split, **fields) for i, audio, split, fields in items]

@@ -511,7 +511,7 @@ class Music21StylesUnlabelled(Dataset):
     """
 
     name = f"{NAME}-unlabelled"
-    task = "unlabelled"
+    task = None
 
     def __init__(self, root: str | Path | None = None, *, config: StylesConfig | dict | None = None,
                  preset: str | None = None, scores_per_class: int = 40, workers: int | None = None,
@@ -535,6 +535,6 @@ class Music21StylesUnlabelled(Dataset):
         with manifest.open(newline="") as f:
             return [Track(row["id"], root / row["path"], row["split"]) for row in csv.DictReader(f)]
 
-    def classes(self) -> list[str]:
+    def require_labels(self) -> None:
         raise ConfigError(f"{self.name} has no labels: it is a pretraining set (--set pretrain.data="
                           f"{{name: {self.name}, options: {{preset: quickstart}}}})")

@@ -33,6 +33,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from mirformer.errors import ConfigError, MirformerError
 from mirformer.representations.base import Layout, Representation, register_representation
+from mirformer.streaming import frame_segments
 
 # Bump when a change here changes the output, so feature stores keyed by config_dict recompute.
 MEL_VERSION = "1"
@@ -255,26 +256,12 @@ def _raw_frames_stream(blocks: Iterable[np.ndarray], config: MelConfig) -> Itera
     """``10 log10(max(amin, S))`` frames of a signal given as consecutive blocks: the frames of the
     whole signal, each computed once it has all its samples (a centred frame at either end sees
     the same zero padding)."""
-    hop, n_fft = config.hop_length, config.n_fft
-    pad = n_fft // 2 if config.center else 0
-    buf, start, done, total = np.zeros(pad, np.float32), -pad, 0, 0  # buf[0] is sample ``start``
-    blocks = iter(blocks)
-    block = next(blocks, None)
-    while block is not None:
-        following = next(blocks, None)
-        buf = np.concatenate([buf, np.asarray(block, np.float32)])
-        total += len(block)
-        if following is None:  # the end: its zero padding, then every frame of the whole signal
-            buf = np.concatenate([buf, np.zeros(pad, np.float32)])
-            end = config.n_frames(total)
-        else:  # the frames whose last sample is in
-            end = max(0, (start + len(buf) - n_fft + pad) // hop + 1)
-        if end > done:
-            lo, hi = done * hop - pad - start, (end - 1) * hop - pad + n_fft - start
-            yield _log_mel_frames(buf[lo:hi], dataclasses.replace(config, center=False))
-            cut = end * hop - pad - start
-            buf, start, done = buf[cut:], start + cut, end
-        block = following
+    left = config.n_fft // 2 if config.center else 0  # frame t starts at sample t * hop - left
+    samples = (np.asarray(block, np.float32) for block in blocks)
+    uncentred = dataclasses.replace(config, center=False)
+    for seg in frame_segments(samples, hop=config.hop_length, left=left, right=config.n_fft - left,
+                              n_frames=config.n_frames, pad=True):
+        yield _log_mel_frames(seg.data, uncentred)
 
 
 def log_mel_stream(blocks: Callable[[], Iterable[np.ndarray]], *, config: MelConfig = THESIS) -> Iterator[np.ndarray]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mirformer.errors import ConfigError
+from mirformer.errors import CheckpointError, ConfigError
 from mirformer.representations.base import Layout, Representation, Statistics, register_representation
 from mirformer.representations.vqvae.train_config import VQVAETrainConfig
 
@@ -245,19 +245,25 @@ class VQTokens(Representation):
 
     # ---- the encoder file ---------------------------------------------------------------------
     def to_block(self) -> dict:
+        """The whole tokenizer, in the official layout (its EMA statistics are training state)."""
+        from mirformer.representations.vqvae.checkpoint import official_state_dict
+
         vq = self.model
         return {"level": self.level, "sha1": self.sha1,
-                "vqvae": {"config": vq.config.to_dict(),
-                          "state_dict": {k: v.detach().cpu() for k, v in vq.state_dict().items()}}}
+                "vqvae": {"config": vq.config.to_dict(), "state_dict": official_state_dict(vq)}}
 
     @classmethod
     def from_block(cls, block: dict, *, source: str) -> VQTokens:
+        from mirformer.representations.vqvae.checkpoint import load_official_state
         from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
 
         vq = VQVAE(VQVAEConfig.from_dict(block["vqvae"]["config"]))
-        vq.load_state_dict(block["vqvae"]["state_dict"])
-        vq.eval().restore_k()
-        return cls.from_model(vq, level=block["level"], sha1=block["sha1"], source=f"{source} (embedded tokenizer)")
+        try:
+            load_official_state(vq, block["vqvae"]["state_dict"])
+        except CheckpointError as e:
+            raise CheckpointError(f"{source}: its embedded tokenizer {e}") from None
+        return cls.from_model(vq.eval(), level=block["level"], sha1=block["sha1"],
+                              source=f"{source} (embedded tokenizer)")
 
     # The invariance probe's tokenizer protocol.
     def tokenize(self, y: np.ndarray) -> np.ndarray:

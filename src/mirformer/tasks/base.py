@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from mirformer.datasets.base import Dataset, Track
+from mirformer.datasets.base import SPLITS, Dataset, Track
 from mirformer.errors import ConfigError
 
 Kernel = Callable[[np.ndarray, np.ndarray], float]
@@ -57,13 +57,18 @@ class Task(ABC):
 
     # ---- data ---------------------------------------------------------------------------------
     @classmethod
-    @abstractmethod
     def output_names(cls, dataset: Dataset) -> list[str]:
-        """The outputs of ``dataset`` under this task, in output order."""
+        """The outputs of ``dataset`` under this task: those it fixes itself (``Dataset.classes``),
+        else the sorted label keys of its tracks."""
+        fixed = dataset.classes()
+        if fixed is not None:
+            return list(fixed)
+        return sorted({key for t in dataset.tracks() for key in cls.label_keys(t)})
 
+    @staticmethod
     @abstractmethod
-    def label_keys(self, track: Track) -> list[str]:
-        """What a good file counts towards in ``mirformer validate``'s table (its class, its tags)."""
+    def label_keys(track: Track) -> list[str]:
+        """What a track counts towards (its class, its tags), in ``mirformer validate``'s table."""
 
     def fit(self, train: list[Track]) -> None:
         """Statistics of the training split the loss needs (none by default)."""
@@ -117,6 +122,15 @@ class Task(ABC):
     @abstractmethod
     def linear_outputs(self, model, X: np.ndarray) -> np.ndarray:
         """Per-clip outputs of a fitted ``linear_model`` as the neural setups save them: (N, n_outputs)."""
+
+
+def label_counts(task: str | None, tracks: list[Track]) -> dict[str, dict[str, int]]:
+    """Tracks per split and label key of ``task`` (``"clips"`` without one), splits in order."""
+    counts: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
+    for t in tracks:
+        for key in task_class(task).label_keys(t) if task else ["clips"]:
+            counts.setdefault(t.split, {})[key] = counts.setdefault(t.split, {}).get(key, 0) + 1
+    return {s: dict(sorted(c.items())) for s, c in counts.items()}
 
 
 def metric_of(setup: dict, split: str, key: str, sub: str | None = None):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegression
 
-from mirformer.datasets.base import Dataset, Track
+from mirformer.datasets.base import Track
 from mirformer.errors import ConfigError
 from mirformer.tasks.base import Task, metric_of, register_task
 
@@ -109,12 +109,9 @@ class Classification(Task):
         self.index = {c: i for i, c in enumerate(self.names)}
         self.weights = np.ones(self.n_outputs, np.float32)
 
-    @classmethod
-    def output_names(cls, dataset: Dataset) -> list[str]:
-        return sorted({t.label for t in dataset.tracks() if t.label is not None})
-
-    def label_keys(self, track: Track) -> list[str]:
-        return [track.label]
+    @staticmethod
+    def label_keys(track: Track) -> list[str]:
+        return [] if track.label is None else [track.label]
 
     def fit(self, train: list[Track]) -> None:
         self.weights = class_weights([self.target(t) for t in train], self.n_outputs)

@@ -42,9 +42,12 @@ class Regression(Task):
 
     @classmethod
     def output_names(cls, dataset: Dataset) -> list[str]:
-        return list(dataset.target_names)
+        if dataset.classes() is None:
+            raise ConfigError(f"{dataset.name}: a regression dataset names its targets (target_names)")
+        return list(dataset.classes())
 
-    def label_keys(self, track: Track) -> list[str]:
+    @staticmethod
+    def label_keys(track: Track) -> list[str]:
         return ["clips"]
 
     def target(self, track: Track) -> np.ndarray:

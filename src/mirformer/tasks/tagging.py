@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.multiclass import OneVsRestClassifier
 
-from mirformer.datasets.base import Dataset, Track
+from mirformer.datasets.base import Track
 from mirformer.tasks.base import Task, metric_of, register_task
 
 
@@ -75,11 +75,8 @@ class Tagging(Task):
         super().__init__(names)
         self.index = {c: i for i, c in enumerate(self.names)}
 
-    @classmethod
-    def output_names(cls, dataset: Dataset) -> list[str]:
-        return sorted({tag for t in dataset.tracks() for tag in (t.labels or ())})
-
-    def label_keys(self, track: Track) -> list[str]:
+    @staticmethod
+    def label_keys(track: Track) -> list[str]:
         return list(track.labels or ())
 
     def target(self, track: Track) -> np.ndarray:

@@ -6,8 +6,6 @@ naming the step on a non-finite loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import lightning as L
 import numpy as np
 import torch
@@ -15,28 +13,11 @@ import torch.nn as nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from mirformer.errors import ConfigError, MirformerError
+from mirformer.errors import MirformerError
 from mirformer.tasks import Task
+from mirformer.training.optim import OPTIMIZERS, OptimConfig, param_groups
 from mirformer.training.strategies import freeze_groups
 from mirformer.training.schedule import inverse_sqrt_warmup
-
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
-@dataclass
-class OptimConfig:
-    name: str = "adam"  # or "adamw" (decoupled weight decay; Patchifier's)
-    lr: float | None = None  # a static rate (fine-tuning); None: the warmup / inverse-sqrt schedule
-    lr_scale: float = 1.0  # multiplies the scheduled rate
-    warmup: int = 8000  # steps
-    betas: list = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-
-    def __post_init__(self):
-        if self.name not in OPTIMIZERS:
-            raise ConfigError(f"optim.name must be one of {sorted(OPTIMIZERS)}, got {self.name!r}")
 
 
 class _Base(L.LightningModule):
@@ -67,8 +48,8 @@ class _Base(L.LightningModule):
                 torch.distributed.broadcast(buffer, 0)
 
     def configure_optimizers(self):
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        opt = OPTIMIZERS[self.optim.name](trainable, lr=1.0 if self.optim.lr is None else self.optim.lr,
+        groups = param_groups(self.model, self.optim.weight_decay)
+        opt = OPTIMIZERS[self.optim.name](groups, lr=1.0 if self.optim.lr is None else self.optim.lr,
                                           betas=tuple(self.optim.betas), eps=self.optim.eps,
                                           weight_decay=self.optim.weight_decay)
         if self.optim.lr is not None:

@@ -2,12 +2,12 @@
 
 Loss (``vqvae_loss``): per level lmix reconstruction (l2 + 0.02 top-k linf) + multi-resolution
 STFT + 0.02 commitment, normalised by the training data's bandwidth; the codebooks learn by EMA
-(mu 0.99) with random restarts inside the model. Logged: loss terms, codebook usage, entropy, fit.
+(mu 0.99) with random restarts inside the model, whose statistics are buffers: a Lightning
+checkpoint carries them and a resumed run continues exactly. Logged: loss terms, codebook usage,
+entropy, fit.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -50,18 +50,3 @@ class VQVAEModule(L.LightningModule):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / self.warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["vqvae_config"] = self.model.config.to_dict()
-        checkpoint["bandwidth"] = asdict(self.bandwidth)
-        # The EMA statistics are left out of the official layout (as Jukebox) but kept in the
-        # training checkpoint, so a resumed run continues exactly where it stopped.
-        checkpoint["codebook_ema"] = [{"k_sum": b.k_sum.clone(), "k_elem": b.k_elem.clone(),
-                                       "initialised": b.initialised} for b in self.model.bottleneck.level_blocks]
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Lightning loads the weights after this hook; the EMA statistics are non-persistent buffers.
-        for block, ema in zip(self.model.bottleneck.level_blocks, checkpoint["codebook_ema"]):
-            block.k_sum.copy_(ema["k_sum"])
-            block.k_elem.copy_(ema["k_elem"])
-            block.initialised = ema["initialised"]

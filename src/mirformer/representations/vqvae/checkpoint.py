@@ -4,7 +4,9 @@ Jukebox's ``save_checkpoint`` writes ``{'hps': dict, 'model': state_dict, 'opt':
 and its reader only strips a DDP ``module.`` prefix from the keys before a strict
 ``load_state_dict``. ``save_vqvae`` writes the same layout plus ``'mirformer_config'`` (the
 ``VQVAEConfig`` as a plain dict), so the released file and a mirformer-trained VQ-VAE load through
-``load_jukebox_vqvae`` alike.
+``load_jukebox_vqvae`` alike. ``official_state_dict`` and ``load_official_state`` are that layout's
+state dict alone (the model's own adds the codebooks' EMA statistics, which Jukebox leaves out),
+for other files that embed a VQ-VAE.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 
 from mirformer.atomic import write_torch
 from mirformer.errors import CheckpointError
-from mirformer.representations.vqvae.model import VQVAE, VQVAEConfig
+from mirformer.representations.vqvae.model import VQVAE, BottleneckBlock, VQVAEConfig
 
 CONFIG_KEY = "mirformer_config"
 
@@ -43,6 +45,42 @@ def _read(path: Path, trust_pickle: bool) -> object:
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(t.shape)
+
+
+def _ema_keys(model: VQVAE) -> set[str]:
+    return {f"{name}.{key}" for name, m in model.named_modules() if isinstance(m, BottleneckBlock)
+            for key in BottleneckBlock.EMA_STATE}
+
+
+def official_state_dict(model: VQVAE) -> dict[str, torch.Tensor]:
+    """``model``'s state dict in Jukebox's layout, on the CPU: every key but the codebooks' EMA
+    statistics (669 entries for the default config, only ``k`` per bottleneck level)."""
+    ema = _ema_keys(model)
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in ema}
+
+
+def load_official_state(model: VQVAE, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load a state dict in Jukebox's layout into ``model``, then rebuild the EMA statistics from
+    the codebooks (``restore_k``).
+
+    Raises
+    ------
+    CheckpointError
+        If its keys or shapes differ from ``official_state_dict(model)``'s (all differences listed).
+    """
+    expected = official_state_dict(model)
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    misshaped = sorted(k for k in set(expected) & set(state_dict) if _shape(expected[k]) != _shape(state_dict[k]))
+    if missing or unexpected or misshaped:
+        lines = [f"does not match the VQ-VAE built from {model.config}:"]
+        lines += [f"  missing {k} {_shape(expected[k])}" for k in missing]
+        lines += [f"  unexpected {k} {_shape(state_dict[k])}" for k in unexpected]
+        lines += [f"  mis-shaped {k}: file {_shape(state_dict[k])}, model {_shape(expected[k])}" for k in misshaped]
+        raise CheckpointError("\n".join(lines))
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    assert not unexpected and set(missing) == _ema_keys(model), (missing, unexpected)
+    model.restore_k()
 
 
 def load_jukebox_vqvae(path: str | Path, *, config: VQVAEConfig | None = None, trust_pickle: bool = False) -> VQVAE:
@@ -85,20 +123,11 @@ def load_jukebox_vqvae(path: str | Path, *, config: VQVAEConfig | None = None, t
     if config is None:
         config = VQVAEConfig.from_dict(ckpt[CONFIG_KEY]) if CONFIG_KEY in ckpt else VQVAEConfig()
     model = VQVAE(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(k for k in set(expected) & set(state) if _shape(expected[k]) != _shape(state[k]))
-    if missing or unexpected or misshaped:
-        lines = [f"{path} does not match the VQ-VAE built from {config}:"]
-        lines += [f"  missing {k} {_shape(expected[k])}" for k in missing]
-        lines += [f"  unexpected {k} {_shape(state[k])}" for k in unexpected]
-        lines += [f"  mis-shaped {k}: file {_shape(state[k])}, model {_shape(expected[k])}" for k in misshaped]
-        raise CheckpointError("\n".join(lines))
-    model.load_state_dict(state, strict=True)
-    model.eval()
-    model.restore_k()
-    return model
+    try:
+        load_official_state(model, state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path} {e}") from None
+    return model.eval()
 
 
 def save_vqvae(model: VQVAE, path: str | Path, *, step: int = 0, extra: dict | None = None) -> None:
@@ -107,7 +136,7 @@ def save_vqvae(model: VQVAE, path: str | Path, *, step: int = 0, extra: dict | N
     Parameters
     ----------
     model : VQVAE
-        Its state_dict is stored on the CPU.
+        Its ``official_state_dict`` is stored.
     path : str or Path
         Output file (``*.pth.tar`` by Jukebox's convention).
     step : int >= 0
@@ -126,7 +155,7 @@ def save_vqvae(model: VQVAE, path: str | Path, *, step: int = 0, extra: dict | N
     )
     ckpt = {
         "hps": hps,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": official_state_dict(model),
         "opt": None,
         "step": int(step),
         CONFIG_KEY: cfg.to_dict(),

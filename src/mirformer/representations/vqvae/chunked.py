@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from mirformer.representations.vqvae.model import VQVAE
+from mirformer.streaming import frame_segments
 
 
 def encode_chunked(model: VQVAE, y: np.ndarray | torch.Tensor, *, level: int, chunk_seconds: float = 20.0) -> np.ndarray:
@@ -52,24 +53,11 @@ def encode_stream(model: VQVAE, blocks: Iterable[np.ndarray | torch.Tensor], *, 
     hop = model.config.hop_lengths[level]
     context = -(-model.receptive_field(level) // hop)  # in tokens
     chunk = max(1, round(chunk_seconds * model.config.sample_rate / hop))
-    buf, start, done, total = torch.zeros(0), 0, 0, 0  # buf[0] is sample ``start``; tokens < done given
-    blocks = iter(blocks)
-    block = next(blocks, None)
-    while block is not None:
-        following = next(blocks, None)
-        block = torch.as_tensor(block, dtype=torch.float32)
-        buf, total = torch.cat([buf, block]), total + len(block)
-        last = following is None
-        n_tokens = total // hop
-        while done < n_tokens:
-            b = min(done + chunk, n_tokens)
-            if not last and (b + context) * hop > total:  # its right context has not arrived yet
-                break
-            lo = max(0, done - context)
-            x = buf[lo * hop - start : min(total, (b + context) * hop) - start].to(device).view(1, -1, 1)
-            z = model.encode(x, start_level=level, end_level=level + 1)[0][0]
-            yield z[done - lo : b - lo].cpu().numpy()
-            done = b
-            cut = max(0, done - context) * hop - start  # keep the next chunk's left context
-            buf, start = buf[cut:], start + cut
-        block = following
+    samples = (torch.as_tensor(block, dtype=torch.float32).numpy() for block in blocks)
+    # Token t reads its own hop and ``context`` hops on each side; segments start on the hop grid.
+    for seg in frame_segments(samples, hop=hop, left=context * hop, right=(context + 1) * hop,
+                              n_frames=lambda total: total // hop, pad=False, max_frames=chunk):
+        x = torch.from_numpy(seg.data).to(device).view(1, -1, 1)
+        z = model.encode(x, start_level=level, end_level=level + 1)[0][0]
+        first = seg.first - seg.start // hop  # the segment's first token is token seg.start // hop
+        yield z[first : first + seg.stop - seg.first].cpu().numpy()

@@ -1,8 +1,9 @@
 """OpenAI Jukebox's hierarchical VQ-VAE, module for module, so its released checkpoint loads.
 
 Reference: Dhariwal et al. (2020), "Jukebox: A Generative Model for Music", and
-``openai/jukebox/jukebox/vqvae/{vqvae,encdec,resnet,bottleneck}.py``. The module tree, and so
-every ``state_dict`` key and shape, is Jukebox's (669 entries for the default config).
+``openai/jukebox/jukebox/vqvae/{vqvae,encdec,resnet,bottleneck}.py``. The module tree is
+Jukebox's, so every key and shape of its state_dict (669 entries for the default config) is
+here; the model's own ``state_dict`` adds each codebook's EMA statistics (``BottleneckBlock``).
 
 Axis legend: N batch, T audio samples, L level, T_L = T // hop_lengths[L] tokens at level L,
 D = emb_width, K = l_bins. Public tensors are NTC (``(N, T, 1)`` audio, ``(N, T_L, D)``
@@ -276,19 +277,21 @@ def _distributed() -> bool:
 class BottleneckBlock(nn.Module):
     """One level's codebook ``k`` (K, D), learned by EMA k-means with random restarts (no gradient).
 
-    ``k`` is the only saved tensor. The EMA statistics ``k_sum`` (K, D) and ``k_elem`` (K,) are
-    non-persistent buffers, as in Jukebox: a fresh block initialises ``k`` from the first training
-    batch; after loading an official-layout checkpoint, ``restore_k`` rebuilds them from ``k``
-    (mirformer's training checkpoints carry them, see ``VQVAEModule``).
+    The EMA statistics ``k_sum`` (K, D) and ``k_elem`` (K,) and the flag ``initialised`` (0-d
+    bool) are buffers saved with ``k``, so a training checkpoint resumes exactly. Jukebox's layout
+    keeps ``k`` only (``checkpoint.official_state_dict``): a fresh block initialises ``k`` from
+    the first training batch; after loading an official file, ``restore_k`` rebuilds the rest.
     """
+
+    EMA_STATE = ("k_sum", "k_elem", "initialised")  # saved, but not in Jukebox's layout
 
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
         self.l_bins, self.emb_width, self.mu, self.threshold = cfg.l_bins, cfg.emb_width, cfg.mu, cfg.threshold
         self.register_buffer("k", torch.zeros(cfg.l_bins, cfg.emb_width))
-        self.register_buffer("k_sum", torch.zeros(cfg.l_bins, cfg.emb_width), persistent=False)
-        self.register_buffer("k_elem", torch.zeros(cfg.l_bins), persistent=False)
-        self.initialised = False
+        self.register_buffer("k_sum", torch.zeros(cfg.l_bins, cfg.emb_width))
+        self.register_buffer("k_elem", torch.zeros(cfg.l_bins))
+        self.register_buffer("initialised", torch.tensor(False))
 
     def _random_codes(self, x: torch.Tensor) -> torch.Tensor:
         """K random rows of ``x`` (M, D), tiled with small noise when M < K; the same on every rank."""
@@ -307,7 +310,7 @@ class BottleneckBlock(nn.Module):
         self.k.copy_(self._random_codes(x))
         self.k_sum.copy_(self.k)
         self.k_elem.fill_(1.0)
-        self.initialised = True
+        self.initialised.fill_(True)
 
     @torch.no_grad()
     def restore_k(self, num_tokens: int | None = None) -> None:
@@ -318,7 +321,7 @@ class BottleneckBlock(nn.Module):
         expected = 1.0 if num_tokens is None else num_tokens / self.l_bins
         self.k_sum.copy_(self.k * expected)
         self.k_elem.fill_(expected)
-        self.initialised = True
+        self.initialised.fill_(True)
 
     @torch.no_grad()
     def quantise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -368,7 +371,7 @@ class BottleneckBlock(nn.Module):
         """
         N, D, T = x.shape
         flat = x.detach().permute(0, 2, 1).reshape(N * T, D).to(self.k.dtype)  # (N * T_L, D)
-        if update_k and not self.initialised:
+        if update_k and not bool(self.initialised):
             self.init_k(flat)
         tokens, dists = self.quantise(flat)
         x_d = F.embedding(tokens, self.k).view(N, T, D).permute(0, 2, 1)  # (N, D, T_L)
