@@ -17,6 +17,7 @@ SR = 8000
 
 def _examples(tmp_path_factory) -> dict:
     """One small instance of every registered representation, at 8 kHz where it has a choice."""
+    from mirformer.representations.cqt import CQT, CQTConfig
     from mirformer.representations.mel import LogMel, MelConfig
     from mirformer.representations.vq import VQCodebookVectors, VQTokens
     from mirformer.representations.waveform import Waveform
@@ -24,6 +25,7 @@ def _examples(tmp_path_factory) -> dict:
     vq = random_vqvae(tmp_path_factory.mktemp("vq") / "vq.pth.tar")
     return {
         "mel": LogMel(MelConfig(sample_rate=SR, n_fft=256, hop_length=64, n_mels=24, ref="max")),
+        "cqt": CQT(CQTConfig(sample_rate=SR, hop_length=64, fmin=110.0, n_bins=36)),
         "vq-tokens": VQTokens(vq),
         "vq-codebooks": VQCodebookVectors(vq, level=0),
         "waveform": Waveform(SR),
