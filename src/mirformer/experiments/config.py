@@ -15,7 +15,7 @@ from mirformer.errors import ConfigError
 from mirformer.kinds import KINDS, known_setups
 from mirformer.models.encoder import EncoderConfig
 from mirformer.representations import REPRESENTATIONS
-from mirformer.representations.mel import LogMel
+from mirformer.representations.base import Spectrogram
 from mirformer.training.fit import TrainerConfig
 from mirformer.training.modules import OptimConfig
 from mirformer.training.stages import DownstreamConfig, StageConfig
@@ -90,8 +90,8 @@ class SharedConfig:
 def _check(self) -> None:
     if self.epoch_validation not in EPOCH_VALIDATION:
         raise ConfigError(f"epoch_validation must be one of {EPOCH_VALIDATION}, got {self.epoch_validation!r}")
-    if self.feature_dtype not in LogMel.DTYPES:
-        raise ConfigError(f"feature_dtype must be one of {LogMel.DTYPES}, got {self.feature_dtype!r}")
+    if self.feature_dtype not in Spectrogram.DTYPES:
+        raise ConfigError(f"feature_dtype must be one of {Spectrogram.DTYPES}, got {self.feature_dtype!r}")
     if not self.window_seconds > 0:
         raise ConfigError(f"window_seconds must be > 0, got {self.window_seconds!r}")
     unknown = sorted(set(self.setups) - set(known_setups()))

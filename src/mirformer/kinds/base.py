@@ -34,6 +34,16 @@ class Comparison(Protocol):
     window_seconds: float  # a training window, unless a kind sets its own length in frames
 
 
+@dataclass
+class InputSettings:
+    """The part of a kind's config that says what it reads: ``input``, a registered representation
+    (configured in its own section of the comparison's config), and ``window``, the frames of a
+    training window (None: the comparison's ``window_seconds``)."""
+
+    input: str = ""
+    window: int | None = None
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """The input a kind reads. Kinds with equal specs share one prepared input.

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mirformer.kinds.base import ModelKind, PretrainStage, check_window, configured_input, register_kind
+from mirformer.kinds.base import InputSettings, ModelKind, PretrainStage, check_window, configured_input, register_kind
 from mirformer.models.former import Former, load_former
 from mirformer.objectives.spectro_masking import SpectroMaskConfig, SpectroObjective
 
 
 @dataclass
-class SpectroFormerConfig:
-    input: str = "mel"  # the representation it reads: any of continuous frames, configured in its own section
-    window: int | None = None  # frames of a training window; None: window_seconds
+class SpectroFormerConfig(InputSettings):
+    input: str = "mel"  # any representation of continuous frames
     mask: SpectroMaskConfig = field(default_factory=SpectroMaskConfig)
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mirformer.kinds.base import ModelKind, PretrainStage, check_window, configured_input, register_kind
+from mirformer.kinds.base import InputSettings, ModelKind, PretrainStage, check_window, configured_input, register_kind
 from mirformer.models.former import Former, load_former
 from mirformer.objectives.token_masking import TokenMaskConfig, TokenObjective
 
 
 @dataclass
-class TokenFormerConfig:
-    input: str = "vq-tokens"  # the representation it reads: any of discrete ids, configured in its own section
-    window: int | None = None  # tokens in a training window; None: window_seconds
+class TokenFormerConfig(InputSettings):
+    input: str = "vq-tokens"  # any representation of discrete ids
     mask: TokenMaskConfig = field(default_factory=TokenMaskConfig)
 
 

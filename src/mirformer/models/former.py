@@ -23,6 +23,7 @@ from mirformer.errors import CheckpointError, ConfigError
 from mirformer.models.encoder import Encoder, EncoderConfig
 from mirformer.models.frontends import CodebookProjection, SpectrogramProjection, TokenEmbedding
 from mirformer.models.heads import HEADS, POOLINGS, PositionHead, make_head, pool
+from mirformer.models.saved import load_weights, read_saved
 
 # frontend -> factory(input_dim, d_model, codebook_dim); every Former predicts input_dim values
 # per position in pretraining (frame cells, or token-id logits).
@@ -114,10 +115,7 @@ def load_former(path: str | Path, *, frontend: str | None = None, n_classes: int
     head may be missing from the checkpoint (fine-tuning a pretrained encoder); any other
     mismatch raises ``CheckpointError``.
     """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is reported with the file
-        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint: {exc}") from None
+    ckpt = read_saved(path)
     spec = dict(ckpt["spec"])
     spec.pop("kind", None)
     spec.setdefault("frontend", frontend)
@@ -126,11 +124,5 @@ def load_former(path: str | Path, *, frontend: str | None = None, n_classes: int
     spec["encoder"] = EncoderConfig(**spec["encoder"])
     if n_classes is not None:
         spec.update(n_classes=n_classes, head=head, pooling=pooling)
-    model = Former(**spec)
-    state = {k: v for k, v in ckpt["state_dict"].items() if not (n_classes is not None and k.startswith("head."))}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    bad_missing = [k for k in missing if not k.startswith("head.")]
-    if bad_missing or unexpected:
-        raise CheckpointError(f"{path}: state does not match the {spec['frontend']} Former: missing {bad_missing}, "
-                              f"unexpected {unexpected}")
-    return model
+    return load_weights(Former(**spec), ckpt["state_dict"], path, fresh_head=n_classes is not None,
+                        what=f"the {spec['frontend']} Former")

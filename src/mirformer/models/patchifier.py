@@ -19,6 +19,7 @@ import torch.nn as nn
 from mirformer.errors import CheckpointError, ConfigError
 from mirformer.models.encoder import Encoder, EncoderConfig
 from mirformer.models.heads import HEADS, POOLINGS, make_head, pool
+from mirformer.models.saved import load_weights, read_saved
 
 
 def _bottleneck() -> EncoderConfig:
@@ -208,22 +209,13 @@ def load_patchifier(path: str | Path, *, n_classes: int | None = None, head: str
     Only the downstream head may be missing from the checkpoint; any other mismatch raises
     ``CheckpointError``.
     """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is reported with the file
-        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint: {exc}") from None
-    spec = ckpt.get("spec", {})
+    ckpt = read_saved(path)
+    spec = ckpt["spec"]
     if spec.get("kind") != Patchifier.kind:
         raise CheckpointError(f"{path}: not a Patchifier checkpoint (kind {spec.get('kind')!r})")
     config = PatchifierConfig(**spec["config"])
     fresh_head = n_classes is not None
     if not fresh_head:
         n_classes, head, pooling = spec["n_classes"], spec["head"], spec["pooling"]
-    model = Patchifier(config, n_classes=n_classes, head=head, pooling=pooling)
-    state = {k: v for k, v in ckpt["state_dict"].items() if not (fresh_head and k.startswith("head."))}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    bad_missing = [k for k in missing if not k.startswith("head.")]
-    if bad_missing or unexpected:
-        raise CheckpointError(f"{path}: state does not match the Patchifier: missing {bad_missing}, "
-                              f"unexpected {unexpected}")
-    return model
+    return load_weights(Patchifier(config, n_classes=n_classes, head=head, pooling=pooling), ckpt["state_dict"], path,
+                        fresh_head=fresh_head, what="the Patchifier")

@@ -19,9 +19,11 @@ The pipeline, the encoder file, ``embed`` and ``mirformer.hear`` use only this i
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -229,6 +231,69 @@ class Representation(ABC):
     @abstractmethod
     def from_block(cls, block: dict, *, source: str) -> Representation:
         """Rebuild from ``to_block``'s dict; ``source`` names where it was read (for messages)."""
+
+
+class Spectrogram(Representation):
+    """A representation computed from its config alone, at ``config.sample_rate`` with a hop of
+    ``config.hop_length`` (log-mel, constant-Q): built from the config, written into an encoder file
+    as it, stored as float32 or float16. Subclasses set ``config_class`` and ``config_key``."""
+
+    DTYPES = ("float32", "float16")
+
+    def __init__(self, config=None, *, dtype: str = "float32"):
+        config = self.config_class() if config is None else config
+        if not isinstance(config, self.config_class):
+            raise ConfigError(f"{type(self).__name__} expects a {self.config_class.__name__}, got {config!r}")
+        if dtype not in self.DTYPES:
+            raise ConfigError(f"{type(self).__name__} dtype must be one of {self.DTYPES}, got {dtype!r}")
+        # float16 halves a feature store; dB values within 64 dB of 0 round by at most 1/64 dB.
+        self.config, self.dtype = config, np.dtype(dtype)
+        self.sample_rate = config.sample_rate
+        self.frames_per_second = self.frame_rate(config)
+
+    @classmethod
+    def default_config(cls):
+        return cls.config_class()
+
+    @classmethod
+    def frame_rate(cls, config) -> float:
+        return config.sample_rate / config.hop_length
+
+    @classmethod
+    def from_config(cls, config, *, context=None, dtype: str = "float32") -> Spectrogram:
+        return cls(config, dtype=dtype)
+
+    def settings(self):
+        return self.config
+
+    def to_block(self) -> dict:
+        return {self.config_key: dataclasses.asdict(self.config), "dtype": self.dtype.name}
+
+    @classmethod
+    def from_block(cls, block: dict, *, source: str) -> Spectrogram:
+        return cls(cls.config_class(**block[cls.config_key]), dtype=block["dtype"])
+
+
+def check_settings(config, *, positive_ints: tuple[str, ...], db_ref: str | None = None,
+                   top_db: str | None = None) -> None:
+    """Checks every spectrogram-like config makes: ``positive_ints`` are integers > 0; ``db_ref``
+    names a dB reference, "1.0" (absolute) or "max" (each clip's peak; the number 1.0, as YAML
+    overrides give it, becomes "1.0"); ``top_db`` names a dynamic range >= 0 or None."""
+    kind = type(config).__name__
+    for name in positive_ints:
+        value = getattr(config, name)
+        if not isinstance(value, Integral) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{kind}.{name} must be a positive integer, got {value!r}")
+    if db_ref is not None:
+        ref = getattr(config, db_ref)
+        if isinstance(ref, Real) and not isinstance(ref, bool) and ref == 1.0:
+            object.__setattr__(config, db_ref, "1.0")
+        if getattr(config, db_ref) not in ("1.0", "max"):
+            raise ConfigError(f"{kind}.{db_ref} must be one of ('1.0', 'max'), got {ref!r}")
+    if top_db is not None:
+        value = getattr(config, top_db)
+        if value is not None and (not isinstance(value, Real) or isinstance(value, bool) or not value >= 0):
+            raise ConfigError(f"{kind}.{top_db} must be >= 0 or None, got {value!r}")
 
 
 REPRESENTATIONS: dict[str, type[Representation]] = {}

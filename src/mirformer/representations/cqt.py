@@ -15,10 +15,9 @@ import librosa
 import numpy as np
 
 from mirformer.errors import ConfigError, MirformerError
-from mirformer.representations.base import Layout, Representation, register_representation
+from mirformer.representations.base import Layout, Spectrogram, check_settings, register_representation
 
 CQT_VERSION = "1"
-DTYPES = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -53,14 +52,8 @@ class CQTConfig:
     top_db: float | None = 80.0
 
     def __post_init__(self):
-        for name in ("sample_rate", "hop_length", "n_bins", "bins_per_octave"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"CQTConfig.{name} must be a positive integer, got {value!r}")
-        if isinstance(self.ref, (int, float)) and self.ref == 1.0:
-            object.__setattr__(self, "ref", "1.0")  # YAML overrides parse ref=1.0 as a float
-        if self.ref not in ("1.0", "max"):
-            raise ConfigError(f"CQTConfig.ref must be '1.0' or 'max', got {self.ref!r}")
+        check_settings(self, positive_ints=("sample_rate", "hop_length", "n_bins", "bins_per_octave"), db_ref="ref",
+                       top_db="top_db")
         top = self.fmin * 2 ** ((self.n_bins - 1) / self.bins_per_octave)
         if not 0 < self.fmin or top >= self.sample_rate / 2:
             raise ConfigError(f"CQTConfig: bins from fmin={self.fmin:g} Hz reach {top:.0f} Hz, at or above the "
@@ -72,7 +65,7 @@ class CQTConfig:
 
 
 @register_representation
-class CQT(Representation):
+class CQT(Spectrogram):
     """Constant-Q magnitudes in dB [shape=(frames, n_bins)], stored as ``dtype`` ("float32" or
     "float16"). Streamed encoding decodes the signal whole first: the lowest bins' filters span
     about half a second, and librosa's octave-by-octave downsampling is not written for blocks."""
@@ -80,27 +73,8 @@ class CQT(Representation):
     name, input_name, label, config_key, config_class = "cqt", "cqt", "constant-Q", "cqt", CQTConfig
 
     def __init__(self, config: CQTConfig | None = None, *, dtype: str = "float32"):
-        if dtype not in DTYPES:
-            raise ConfigError(f"CQT dtype must be one of {DTYPES}, got {dtype!r}")
-        self.config, self.dtype = config or CQTConfig(), np.dtype(dtype)
-        self.sample_rate = self.config.sample_rate
-        self.frames_per_second = self.sample_rate / self.config.hop_length
+        super().__init__(config, dtype=dtype)
         self.layout = Layout(dim=self.config.n_bins)
-
-    @classmethod
-    def default_config(cls) -> CQTConfig:
-        return CQTConfig()
-
-    @classmethod
-    def frame_rate(cls, config: CQTConfig) -> float:
-        return config.sample_rate / config.hop_length
-
-    @classmethod
-    def from_config(cls, config: CQTConfig, *, context=None, dtype: str = "float32") -> CQT:
-        return cls(config, dtype=dtype)
-
-    def settings(self) -> CQTConfig:
-        return self.config
 
     def config_dict(self) -> dict:
         return {**dataclasses.asdict(self.config), "version": CQT_VERSION, "dtype": self.dtype.name}
@@ -124,10 +98,3 @@ class CQT(Representation):
     def times(self, n_frames: int) -> np.ndarray:
         """Centre of each frame in seconds [shape=(n_frames,)]."""
         return np.arange(n_frames) * self.config.hop_length / self.sample_rate
-
-    def to_block(self) -> dict:
-        return {"cqt": dataclasses.asdict(self.config), "dtype": self.dtype.name}
-
-    @classmethod
-    def from_block(cls, block: dict, *, source: str) -> CQT:
-        return cls(CQTConfig(**block["cqt"]), dtype=block["dtype"])

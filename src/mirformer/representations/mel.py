@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from numbers import Integral, Real
+from numbers import Real
 
 import librosa
 import numpy as np
@@ -32,7 +32,7 @@ import torch
 from numpy.lib.stride_tricks import as_strided
 
 from mirformer.errors import ConfigError, MirformerError
-from mirformer.representations.base import Layout, Representation, register_representation
+from mirformer.representations.base import Layout, Spectrogram, check_settings, register_representation
 from mirformer.streaming import frame_segments
 
 # Bump when a change here changes the output, so feature stores keyed by config_dict recompute.
@@ -45,7 +45,6 @@ CHUNK_BYTES = 1 << 21
 # Groups of consecutive mel bands, each multiplied with only the FFT bins it covers.
 MEL_GROUPS = 4
 
-REFS = ("1.0", "max")
 
 
 @dataclass(frozen=True)
@@ -93,10 +92,8 @@ class MelConfig:
     top_db: float | None = 80.0
 
     def __post_init__(self):
-        for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"MelConfig.{name} must be a positive integer, got {value!r}")
+        check_settings(self, positive_ints=("sample_rate", "n_fft", "hop_length", "n_mels"), db_ref="ref",
+                       top_db="top_db")
         if not isinstance(self.center, bool):
             raise ConfigError(f"MelConfig.center must be True or False, got {self.center!r}")
         nyquist = self.sample_rate / 2
@@ -107,14 +104,8 @@ class MelConfig:
                 f"MelConfig.fmax must be in ({self.fmin:g}, {nyquist:g}] Hz or None, got {self.fmax!r}")
         if not _is_real(self.power) or not self.power > 0:
             raise ConfigError(f"MelConfig.power must be > 0, got {self.power!r}")
-        if _is_real(self.ref) and self.ref == 1.0:
-            object.__setattr__(self, "ref", "1.0")  # YAML overrides parse ref=1.0 as a float
-        if self.ref not in REFS:
-            raise ConfigError(f"MelConfig.ref must be one of {REFS}, got {self.ref!r}")
         if not _is_real(self.amin) or not self.amin > 0:
             raise ConfigError(f"MelConfig.amin must be > 0, got {self.amin!r}")
-        if self.top_db is not None and (not _is_real(self.top_db) or not self.top_db >= 0):
-            raise ConfigError(f"MelConfig.top_db must be >= 0 or None, got {self.top_db!r}")
 
     def n_frames(self, n_samples: int) -> int:
         """Frames of a signal of ``n_samples`` samples (librosa's count)."""
@@ -288,7 +279,7 @@ def log_mel_stream(blocks: Callable[[], Iterable[np.ndarray]], *, config: MelCon
 
 
 @register_representation
-class LogMel(Representation):
+class LogMel(Spectrogram):
     """Log-mel spectrogram frames in dB [shape=(frames, n_mels)], stored as ``dtype``.
 
     Parameters
@@ -303,7 +294,6 @@ class LogMel(Representation):
     """
 
     name, input_name, label, config_key, config_class = "mel", "mel", "log-mel", "mel", MelConfig
-    DTYPES = ("float32", "float16")
 
     def __init__(self, config: MelConfig | None = None, *, dtype: str = "float32", **fields):
         if config is not None and fields:
@@ -314,32 +304,13 @@ class LogMel(Representation):
             if unknown:
                 raise ConfigError(f"unknown MelConfig field(s) {unknown}; known: {sorted(known)}")
             config = MelConfig(**fields)
-        if not isinstance(config, MelConfig):
-            raise ConfigError(f"LogMel expects a MelConfig, got {config!r}")
-        if dtype not in self.DTYPES:
-            raise ConfigError(f"LogMel dtype must be one of {self.DTYPES}, got {dtype!r}")
-        # float16 halves a feature store; dB values within 64 dB of 0 round by at most 1/64 dB.
-        self.dtype = np.dtype(dtype)
-        self.config = config
-        self.sample_rate = config.sample_rate
-        self.frames_per_second = config.sample_rate / config.hop_length
+        super().__init__(config, dtype=dtype)
         self.layout = Layout(dim=config.n_mels)
 
     @classmethod
     def default_config(cls) -> MelConfig:
         # The thesis setting in dB against each clip's peak: a clip's level does not shift its frames.
         return MelConfig(ref="max")
-
-    @classmethod
-    def frame_rate(cls, config: MelConfig) -> float:
-        return config.sample_rate / config.hop_length
-
-    @classmethod
-    def from_config(cls, config: MelConfig, *, context=None, dtype: str = "float32") -> LogMel:
-        return cls(config, dtype=dtype)
-
-    def settings(self) -> MelConfig:
-        return self.config
 
     def config_dict(self) -> dict:
         d = {**dataclasses.asdict(self.config), "version": MEL_VERSION}
@@ -360,13 +331,6 @@ class LogMel(Representation):
         """Centre of each frame's window in seconds [shape=(n_frames,)]."""
         offset = 0 if self.config.center else self.config.n_fft / 2
         return (np.arange(n_frames) * self.config.hop_length + offset) / self.sample_rate
-
-    def to_block(self) -> dict:
-        return {"mel": dataclasses.asdict(self.config), "dtype": self.dtype.name}
-
-    @classmethod
-    def from_block(cls, block: dict, *, source: str) -> LogMel:
-        return cls(MelConfig(**block["mel"]), dtype=block["dtype"])
 
     def __repr__(self) -> str:
         return f"LogMel({self.config})"

@@ -46,6 +46,7 @@ class Task(ABC):
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"{self.name}: output names must be non-empty and unique, got {names!r}")
         self.names = list(names)
+        self.index = {n: i for i, n in enumerate(self.names)}  # output name -> its column
 
     @property
     def n_outputs(self) -> int:

@@ -106,7 +106,6 @@ class Classification(Task):
 
     def __init__(self, names: list[str]):
         super().__init__(names)
-        self.index = {c: i for i, c in enumerate(self.names)}
         self.weights = np.ones(self.n_outputs, np.float32)
 
     @staticmethod

@@ -71,10 +71,6 @@ class Tagging(Task):
                "loss test": ("test", "loss", None)}
     strengths, strength_name = (0.01, 0.1, 1.0, 10.0), "C"
 
-    def __init__(self, names: list[str]):
-        super().__init__(names)
-        self.index = {c: i for i, c in enumerate(self.names)}
-
     @staticmethod
     def label_keys(track: Track) -> list[str]:
         return list(track.labels or ())
