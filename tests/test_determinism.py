@@ -1,7 +1,7 @@
 """A comparison is deterministic given its seed on one machine: two runs, each a new process from
 an empty cache (data rendered, features extracted, a tokenizer trained, six setups and the
 baseline), write the same results, predictions and encoders. (Across CPUs the digits may move;
-the README says so.) A resumed run's numbers are checked in test_resume.py."""
+docs/results.md says so.) A resumed run's numbers are checked in test_resume.py."""
 
 import hashlib
 import json

@@ -41,7 +41,7 @@ def train_vqvae(tracks: dict[str, list[Track]], cfg: VQVAETrainConfig, out_dir: 
     """Train on ``tracks["train"]`` (validate on ``tracks["validation"]``); return the checkpoint path.
 
     Reuses ``out_dir / "vqvae.pth.tar"`` when present; an interrupted run resumes from its last
-    Lightning checkpoint (the EMA codebook statistics are rebuilt on resume).
+    Lightning checkpoint, which carries the EMA codebook statistics, so it ends as an uninterrupted run.
     """
     final = out_dir / "vqvae.pth.tar"
     if final.exists():
