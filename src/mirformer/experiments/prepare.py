@@ -174,9 +174,9 @@ def prepare(cfg, *, data=None, labelled: bool = True, kinds: list[ModelKind] | N
         for kind in kinds:
             if kind.input(cfg).name == name:
                 kind.check_input(rep)
-        window = spec.window or round(cfg.window_seconds * rep.frames_per_second)
-        _add_input(prepared, name, Input(rep, _store(dataset, rep), window, spec.eval_window or window, spec.scaling),
-                   tracks, d.min_seconds)
+        window, eval_window = spec.frames(cfg, rep.frames_per_second)
+        _add_input(prepared, name, Input(rep, _store(dataset, rep), window, eval_window, spec.scaling), tracks,
+                   d.min_seconds)
     for path, f in files.items():
         _add_input(prepared, path, Input(f.representation, _store(dataset, f.representation), f.window,
                                          f.eval_window, f.scaling, f.statistics), tracks, d.min_seconds)

@@ -62,9 +62,10 @@ class InputSpec:
     window: int | None = None
     eval_window: int | None = None
 
-    def frames(self, cfg: Comparison) -> tuple[int, int]:
-        """(training window, evaluation window) in frames."""
-        rate = representation_class(self.representation).frame_rate(self.config)
+    def frames(self, cfg: Comparison, rate: float | None = None) -> tuple[int, int]:
+        """(training window, evaluation window) in frames, at ``rate`` frames per second (None:
+        the rate the representation's config gives)."""
+        rate = representation_class(self.representation).frame_rate(self.config) if rate is None else rate
         window = self.window or round(cfg.window_seconds * rate)
         return window, self.eval_window or window
 
