@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from mirformer.representations.vqvae.chunked import encode_chunked
-from mirformer.representations.vqvae.model import JUKEBOX, SMALL, VQVAE
+from mirformer.representations.vqvae.config import JUKEBOX, SMALL
+from mirformer.representations.vqvae.model import VQVAE
 
 
 def signal(seconds: float, sr: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from mirformer.experiments.config import SETUPS
 from mirformer.representations import Layout, Representation
-from mirformer.representations.vqvae.model import VQVAEConfig
+from mirformer.representations.vqvae.config import VQVAEConfig
 from mirformer.training.fit import TrainerConfig, fit_stage
 
 # The built-in corpus, tiny: 3 classes, 3 s clips at 16 kHz.
@@ -125,17 +125,19 @@ TINY_VQVAE = VQVAEConfig(sample_rate=8000, levels=1, downs_t=(3,), strides_t=(2,
                          depth=2, multipliers=(1,))
 
 
-def random_vqvae(path, *, levels: int = 2, l_bins: int = 32) -> Path:
-    """A VQ-VAE with random weights and codebooks at 8 kHz (levels of hop 4 and 8), saved in the
-    official Jukebox layout."""
+def random_vqvae(path, *, levels: int = 2, l_bins: int = 32, codebooks: int = 1) -> Path:
+    """A VQ-VAE with random weights and codebooks at 8 kHz (levels of hop 4 and 8, ``codebooks``
+    residual codebooks each), saved in the official Jukebox layout."""
     from mirformer.representations.vqvae.checkpoint import save_vqvae
     from mirformer.representations.vqvae.model import VQVAE
 
     torch.manual_seed(0)
     model = VQVAE(VQVAEConfig(sample_rate=8000, levels=levels, downs_t=(2, 1)[:levels], strides_t=(2, 2)[:levels],
-                              emb_width=8, l_bins=l_bins, width=8, depth=2, multipliers=(1, 1)[:levels]))
+                              emb_width=8, l_bins=l_bins, width=8, depth=2, multipliers=(1, 1)[:levels],
+                              codebooks=codebooks))
     for block in model.bottleneck.level_blocks:
-        block.k.normal_()
+        for c, stage in enumerate(getattr(block, "stages", [block])):
+            stage.k.normal_(std=0.5**c)  # each residual codebook finer than the one before
     save_vqvae(model, path)
     return Path(path)
 

@@ -103,6 +103,24 @@ def test_extract_tokens_and_codebooks_cli(tmp_path, write_tone, capsys):
     assert np.load(tmp_path / "c" / "a.npy").shape == (8000 // 4, 8)
 
 
+def test_extract_several_residual_codebooks_cli(tmp_path, write_tone, capsys):
+    ckpt = random_vqvae(tmp_path / "rvq.pth.tar", codebooks=3)
+    a = write_tone(tmp_path / "a.wav", seconds=1.0, sr=8000)
+    for n in (1, 2, 3):
+        assert main(["extract", "tokens", str(a), "--tokenizer", str(ckpt), "--codebooks", str(n),
+                     "--out", str(tmp_path / f"t{n}")]) == 0
+    ids = {n: np.load(tmp_path / f"t{n}" / "a.npy") for n in (1, 2, 3)}
+    assert ids[1].shape == (1000,) and ids[2].shape == (1000, 2) and ids[3].shape == (1000, 3)
+    assert (ids[3][:, 0] == ids[1]).all() and (ids[3][:, :2] == ids[2]).all()  # residual: a prefix
+    assert main(["extract", "codebooks", str(a), "--tokenizer", str(ckpt), "--codebooks", "2",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert np.load(tmp_path / "c" / "a.npy").shape == (1000, 8)  # the two codebooks' vectors, summed
+    capsys.readouterr()
+    assert main(["extract", "tokens", str(a), "--tokenizer", str(ckpt), "--codebooks", "4",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "4 codebooks" in capsys.readouterr().err
+
+
 def test_probe_invariance_cli(tmp_path, write_tone, capsys):
     ckpt = random_vqvae(tmp_path / "vq.pth.tar")
     a = write_tone(tmp_path / "a.wav", seconds=1.0, sr=8000, freq=330)

@@ -73,8 +73,8 @@ def test_benchmark_presets_pick_their_dataset_and_keep_tokens_at_the_mel_rate(pr
 def test_every_preset_keeps_its_windows(preset):
     """The presets' windows in frames, from window_seconds: as they were when presets gave frames."""
     cfg = resolve(preset)
-    frames = {"quickstart": 128, "patchifier-quickstart": 128, "styles-full": 256, "thesis-fma-medium": 1344,
-              "gtzan": 256, "mtat": 188, "emomusic": 256, "patchifier-paper": 256}[preset]
+    frames = {"quickstart": 128, "codebooks-quickstart": 128, "patchifier-quickstart": 128, "styles-full": 256,
+              "thesis-fma-medium": 1344, "gtzan": 256, "mtat": 188, "emomusic": 256, "patchifier-paper": 256}[preset]
     for kind in ("spectroformer", "tokenformer", "codebookformer"):
         assert KINDS[kind].input(cfg).frames(cfg)[0] == frames
 

@@ -142,3 +142,25 @@ def test_hear_api_takes_twenty_minutes(encoders):
     assert embeddings.shape == (1, 20 * 60 * SR // 256, 32)
     np.testing.assert_allclose(timestamps[0, :2].numpy(), [0.5 * 256 / SR * 1000, 1.5 * 256 / SR * 1000])
     assert json.dumps(float(embeddings.mean()))  # finite, a number
+
+
+@pytest.mark.slow
+def test_models_over_several_codebooks_embed_and_serve_hear(tmp_path):
+    """Encoders reading 2 codebooks of a residual-VQ tokenizer: streamed ids equal one-shot, `embed`
+    and the HEAR API give their embeddings."""
+    cfg = resolve("quickstart", parse_overrides([*SETS, "trainer.progress=false", "pretrain.epochs=1",
+                                                 "tokenizer.train.vqvae.codebooks=2", "tokenizer.codebooks=2"]))
+    found = run_pretrain(cfg, kinds=["tokenformer", "codebookformer"], run_dir=tmp_path / "run", progress=False)
+    path = _tone(tmp_path / "a.wav", 65.0)  # three 30 s blocks
+    for kind, encoder_path in found.items():
+        encoder = read_encoder(encoder_path)
+        assert encoder.representation.codebooks == 2
+        embedder = Embedder(encoder)
+        streamed = np.concatenate(list(embedder.frames(audio_blocks(path, sr=SR))))
+        whole = embedder.frames_of(load_audio(path, sr=SR))
+        assert streamed.shape == whole.shape and streamed.shape[-1] == 2
+        np.testing.assert_array_equal(streamed, whole)
+        assert main(["embed", str(path), "--encoder", str(encoder_path), "--out", str(tmp_path / kind), "--quiet"]) == 0
+        assert np.load(tmp_path / kind / "a.npy").shape == (encoder.representation.n_frames(65 * SR), 32)
+        model = hear.load_model(str(encoder_path))
+        assert hear.get_scene_embeddings(torch.rand(2, SR) - 0.5, model).shape == (2, 32)

@@ -47,6 +47,24 @@ class ToyTokenizer:
         return self.codebook[tokens]
 
 
+class ToyResidualTokenizer(ToyTokenizer):
+    """``ToyTokenizer`` with a second codebook quantising what the first left (residual VQ)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fine = np.random.default_rng(1).standard_normal((64, 8)) * 0.03
+
+    def tokenize(self, y):
+        coarse = super().tokenize(y)
+        frames = y[: len(y) // self.hop_length * self.hop_length].reshape(-1, self.hop_length)
+        residual = frames @ self.projection - self.codebook[coarse]
+        fine = np.argmin(((residual[:, None, :] - self.fine[None]) ** 2).sum(-1), axis=1)
+        return np.stack([coarse, fine], 1)
+
+    def vectors(self, tokens):
+        return self.codebook[tokens[:, 0]] + self.fine[tokens[:, 1]]
+
+
 def _signals():
     rng = np.random.default_rng(1)
     t = np.arange(SR // 2) / SR
@@ -163,3 +181,20 @@ def test_load_signals_skips_corrupt(tmp_path, write_tone):
     assert list(signals) == ["tone.wav"] and len(signals["tone.wav"]) == SR // 4
     assert set(skipped) == {str(bad), str(tmp_path / "missing.wav")}
     assert "cannot decode" in skipped[str(bad)] and skipped[str(tmp_path / "missing.wav")] == "file not found"
+
+
+def test_several_codebooks_are_probed_one_by_one(tmp_path):
+    df = probe_invariance(_signals(), tokenizer=ToyResidualTokenizer(), mel_config=MEL)
+    assert list(df.columns) == [*COLUMNS[:3], "agreement_codebook_1", "agreement_codebook_2", *COLUMNS[3:]]
+    # The first codebook is the one-codebook tokenizer's; a frame is kept only when both are.
+    one = probe_invariance(_signals(), tokenizer=ToyTokenizer(), mel_config=MEL)
+    np.testing.assert_array_equal(df["agreement_codebook_1"], one["token_agreement"])
+    assert (df["token_agreement"] <= df[["agreement_codebook_1", "agreement_codebook_2"]].min(axis=1)).all()
+    identity = df[df["transform"] == "identity"]
+    assert (identity[["token_agreement", "agreement_codebook_1", "agreement_codebook_2"]] == 1.0).all().all()
+    # The finer codebook flips more under faint noise than the coarse one.
+    noise = _row(df, "chord.wav", "noise 40 dB SNR")
+    assert noise.agreement_codebook_2 < noise.agreement_codebook_1
+    table = write_invariance_report(df, tmp_path)
+    assert "| token agreement | codebook 1 | codebook 2 | codebook distance |" in table
+    assert mpimg.imread(tmp_path / "invariance.png").shape[2] in (3, 4)

@@ -63,3 +63,20 @@ def test_every_setup_learns_an_easy_task(tmp_path):
     assert results["counts"] == {"train": 108, "validation": 36, "test": 36}
     scores = {name: setup["splits"]["test"]["macro_f1"] for name, setup in results["setups"].items()}
     assert len(scores) == 9 and min(scores.values()) >= 0.6, scores  # chance: 0.33
+
+
+@pytest.mark.slow
+def test_models_over_several_codebooks_learn_the_easy_task(tmp_path):
+    """TokenFormer (one embedding per codebook, summed) and CodebookFormer (the summed vectors) over
+    the first 4 codebooks of a residual-VQ tokenizer, pretrained (one head per codebook) and not."""
+    out = tmp_path / "run"
+    setups = ["tokenformer-pretrained-finetuned", "tokenformer-scratch", "codebookformer-pretrained-finetuned",
+              "codebookformer-scratch"]
+    assert main(["compare", "--preset", "quickstart", *TINY, *LEARN, "--set", "data.name=csv",
+                 "--set", "tokenizer.train.vqvae.codebooks=4", "--set", "tokenizer.codebooks=4",
+                 "--set", f"setups=[{', '.join(setups)}]",
+                 "--data-root", str(_gated_tones(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["representations"]["tokens"]["codebooks"] == 4
+    scores = {name: setup["splits"]["test"]["macro_f1"] for name, setup in results["setups"].items()}
+    assert list(scores) == setups and min(scores.values()) >= 0.6, scores  # chance: 0.33

@@ -5,6 +5,7 @@ Each run is interrupted by ``crash_once`` (conftest) one optimiser step into an 
 rerun must restore weights, optimiser, schedule, history and random state from ``last.ckpt``.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -97,9 +98,11 @@ def test_interrupted_compare_stage_resumes_to_the_same_results(tmp_path, crash_o
     assert setups(out) == setups(tmp_path / "uninterrupted")
 
 
-def test_interrupted_vqvae_training_resumes_to_the_same_codebook(tmp_path, vq_tracks, crash_once):
-    cfg = VQVAETrainConfig(vqvae=TINY_VQVAE, crop_seconds=0.25, crops_per_track=2, batch_size=4, epochs=3, lr=3e-3,
-                           warmup=5)
+@pytest.mark.parametrize("codebooks", [1, 3])
+def test_interrupted_vqvae_training_resumes_to_the_same_codebook(tmp_path, vq_tracks, crash_once, codebooks):
+    """One codebook per level (Jukebox's) or three residual ones, each with its EMA statistics."""
+    cfg = VQVAETrainConfig(vqvae=dataclasses.replace(TINY_VQVAE, codebooks=codebooks), crop_seconds=0.25,
+                           crops_per_track=2, batch_size=4, epochs=3, lr=3e-3, warmup=5)
     reference = train_vqvae(vq_tracks, cfg, tmp_path / "uninterrupted", dataset_id="toy", trainer_cfg=TRAINER)
     starts = crash_once("interrupted", epoch=2)
     with pytest.raises(SimulatedCrash):

@@ -17,7 +17,7 @@ from mirformer.cli import main
 from mirformer.datasets.base import Track
 from mirformer.experiments.train_vqvae import train_vqvae
 from mirformer.representations.vqvae.train_config import VQVAETrainConfig
-from mirformer.representations.vqvae.model import VQVAEConfig
+from mirformer.representations.vqvae.config import VQVAEConfig
 from helpers import TINY_RUN, TRAINER
 
 SR = 16000

@@ -14,14 +14,9 @@ from mirformer.representations.vqvae.checkpoint import (
     official_state_dict,
     save_vqvae,
 )
-from mirformer.representations.vqvae.model import (
-    JUKEBOX,
-    SMALL,
-    VQVAE,
-    BottleneckBlock,
-    Resnet1D,
-    VQVAEConfig,
-)
+from mirformer.representations.vqvae.bottleneck import BottleneckBlock
+from mirformer.representations.vqvae.config import JUKEBOX, SMALL, VQVAEConfig
+from mirformer.representations.vqvae.model import VQVAE, Resnet1D
 from mirformer.representations.vqvae.chunked import encode_chunked
 
 # Jukebox's state_dict for the default config: key, shape, dtype (copied from the reference spec).
@@ -162,8 +157,8 @@ def test_encode_decode_shapes(tiny):
         y = tiny.decode(tokens[level:], start_level=level)
         assert y.shape == (2, 4096, 1) and y.dtype == torch.float32
     assert tiny.dequantise(tokens[2], 2).shape == (2, 32, TINY.emb_width)
-    assert torch.equal(tiny.dequantise(tokens[0], 0)[1, 5], tiny.codebook(0)[tokens[0][1, 5]])
-    assert tiny.codebook(1).shape == (TINY.l_bins, TINY.emb_width)
+    assert torch.equal(tiny.dequantise(tokens[0], 0)[1, 5], tiny.codebooks(0)[0][tokens[0][1, 5]])
+    assert tiny.codebooks(1).shape == (1, TINY.l_bins, TINY.emb_width)
 
 
 def test_forward_returns_what_the_losses_need():
@@ -313,11 +308,11 @@ def test_restore_k_and_eval_mode_do_not_learn(tiny):
 def test_fresh_model_initialises_codebooks_on_first_training_batch():
     torch.manual_seed(0)
     model = VQVAE(TINY)
-    assert not model.codebook(0).any()
+    assert not model.codebooks(0).any()
     model.eval()(torch.rand(2, 2048, 1))
-    assert not model.codebook(0).any()  # no init in eval mode
+    assert not model.codebooks(0).any()  # no init in eval mode
     model.train()(torch.rand(2, 2048, 1))
-    assert all(model.codebook(level).abs().sum() > 0 for level in range(3))
+    assert all(model.codebooks(level).abs().sum() > 0 for level in range(3))
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -367,7 +362,7 @@ def test_pickled_hps_need_trust(seeded_jukebox, tmp_path):
     with pytest.raises(CheckpointError, match=r"pickled.*trust_pickle=True.*--trust-checkpoint"):
         load_jukebox_vqvae(path)
     loaded = load_jukebox_vqvae(path, trust_pickle=True)
-    assert torch.equal(loaded.codebook(1), seeded_jukebox.codebook(1))
+    assert torch.equal(loaded.codebooks(1), seeded_jukebox.codebooks(1))
 
 
 def test_unreadable_files(tmp_path):
@@ -392,7 +387,7 @@ def test_save_then_load_through_the_same_function(tiny, tmp_path):
     x = torch.rand(1, 4096, 1) * 2 - 1
     assert all(torch.equal(a, b) for a, b in zip(loaded.encode(x), tiny.encode(x)))
     torch.save(official_state_dict(tiny), tmp_path / "bare.pt")  # a bare state_dict with an explicit config
-    assert torch.equal(load_jukebox_vqvae(tmp_path / "bare.pt", config=TINY).codebook(2), tiny.codebook(2))
+    assert torch.equal(load_jukebox_vqvae(tmp_path / "bare.pt", config=TINY).codebooks(2), tiny.codebooks(2))
     assert list(raw["model"]) == list(official_state_dict(tiny))  # no EMA statistics, as Jukebox
     with pytest.raises(CheckpointError, match="step"):
         save_vqvae(tiny, path, extra={"step": 1})
@@ -416,16 +411,17 @@ def test_encoder_files_embed_the_official_layout(tiny, tmp_path):
     from mirformer.models.encoder import EncoderConfig
     from mirformer.models.former import Former
     from mirformer.representations import Statistics
+    from mirformer.representations.tokenizers.vqvae import VQVAETokenizer
     from mirformer.representations.vq import VQTokens
 
-    rep = VQTokens.from_model(tiny, level=1, sha1="0" * 40, source="memory")
+    rep = VQTokens(VQVAETokenizer(tiny, level=1, identity="0" * 40, source="memory"))
     model = Former(frontend="embedding", encoder=EncoderConfig(d_model=8, n_layers=1, n_heads=2, d_ff=16, max_len=16),
                    input_dim=TINY.l_bins)
     save_encoder(tmp_path / "encoder.pt", kind="tokenformer", model=model, representation=rep, scaling="none",
                  statistics=Statistics(), window=16, eval_window=16, about={})
     block = torch.load(tmp_path / "encoder.pt", weights_only=True)["input"]["vqvae"]["state_dict"]
     assert list(block) == list(official_state_dict(tiny))
-    vq = read_encoder(tmp_path / "encoder.pt").representation.model
+    vq = read_encoder(tmp_path / "encoder.pt").representation.tokenizer.model
     assert not vq.training and all(torch.equal(v, tiny.state_dict()[k]) for k, v in block.items())
-    torch.testing.assert_close(vq.bottleneck.level_blocks[1].k_sum, tiny.codebook(1))
+    torch.testing.assert_close(vq.bottleneck.level_blocks[1].k_sum, tiny.codebooks(1)[0])
     assert bool(vq.bottleneck.level_blocks[1].initialised)

@@ -35,6 +35,17 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _tokenizer_args(p: argparse.ArgumentParser) -> None:
+    """The tokenizer options of the commands that read one: its path, level and codebooks."""
+    p.add_argument("--tokenizer", "--vqvae", required=True, dest="tokenizer", metavar="PATH",
+                   help="a VQ-VAE checkpoint (OpenAI's vqvae.pth.tar or mirformer's) or a neural codec's folder "
+                        "(EnCodec, DAC or Mimi: config.json + model.safetensors, as save_pretrained writes them)")
+    p.add_argument("--level", type=int, help="a VQ-VAE's level (default: the top one; Jukebox: 2, hop 128)")
+    p.add_argument("--codebooks", type=int, metavar="N", help="read the first N codebooks (default: all it has)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a checkpoint that needs full unpickling (only for files you trust)")
+
+
 def _run_args(p: argparse.ArgumentParser, *, preset: str, out: str | None, trainer: bool = True) -> None:
     """The arguments of every command that resolves a comparison config."""
     from mirformer.experiments.presets import PRESETS
@@ -158,7 +169,7 @@ def cmd_train_vqvae(args) -> int:
     from mirformer import distributed
     from mirformer.datasets.registry import open_dataset
     from mirformer.experiments.tokenizer import train_tokenizer
-    from mirformer.representations.vqvae.model import JUKEBOX, SMALL
+    from mirformer.representations.vqvae.config import JUKEBOX, SMALL
 
     cfg = _config(args)
     train_cfg = cfg.tokenizer.train
@@ -224,12 +235,15 @@ def cmd_extract_vq(args) -> int:
     from mirformer.representations import representation_class
     from mirformer.representations.extract import extract_to_npy
 
-    rep = representation_class(args.name)(args.vqvae, level=args.level, trust_pickle=args.trust_checkpoint)
+    rep = representation_class(args.name)(args.tokenizer, level=args.level, codebooks=args.codebooks,
+                                          trust_pickle=args.trust_checkpoint)
     out = extract_to_npy(args.audio, args.out, representation=rep)
-    what = (f"{rep.dtype.name} token ids of shape (frames,)" if rep.layout.discrete
-            else f"(frames, {rep.dim}) {rep.label} vectors")
+    frames = "(frames,)" if rep.codebooks == 1 else f"(frames, {rep.codebooks})"
+    what = (f"{rep.dtype.name} token ids of shape {frames}" if rep.layout.discrete
+            else f"(frames, {rep.dim}) {rep.label} vectors (the sum of {rep.codebooks} codebook(s))")
+    where = f"level {rep.level}, " if rep.level is not None else ""
     print(f"wrote {len(out['written'])} file(s) of {what} to {args.out} "
-          f"(level {rep.level}, hop {rep.hop_length} at {rep.sample_rate} Hz)")
+          f"({where}hop {rep.hop_length} at {rep.sample_rate} Hz)")
     _print_skipped(out["skipped"])
     return 1 if out["skipped"] and not out["written"] else 0
 
@@ -240,7 +254,8 @@ def cmd_probe(args) -> int:
     from mirformer.representations.mel import MelConfig
     from mirformer.representations.vq import VQTokens
 
-    tokenizer = VQTokens(args.vqvae, level=args.level, trust_pickle=args.trust_checkpoint)
+    tokenizer = VQTokens(args.tokenizer, level=args.level, codebooks=args.codebooks,
+                         trust_pickle=args.trust_checkpoint)
     signals, skipped = load_signals(args.audio, sample_rate=tokenizer.sample_rate, max_seconds=args.max_seconds)
     _print_skipped(skipped)
     if not signals:
@@ -367,16 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--top-db", type=float, help="dynamic range below the peak (dB, default 80)")
     m.set_defaults(func=cmd_extract)
 
-    for command, name, text in (("tokens", "vq-tokens", "VQ token ids, one int16 .npy of shape (frames,) per file"),
+    for command, name, text in (("tokens", "vq-tokens", "token ids, one int16 (or int32) .npy per file, of shape (frames,) "
+                                 "for one codebook, (frames, N) for N"),
                                 ("codebooks", "vq-codebooks",
-                                 "VQ codebook vectors, one float32 .npy of shape (frames, dim) per file")):
+                                 "quantised vectors (the sum of the codebooks' vectors), one float32 .npy of "
+                                 "shape (frames, dim) per file")):
         t = esub.add_parser(command, help=text)
-        t.add_argument("audio", nargs="+", help="audio files (decoded, downmixed, resampled to the VQ-VAE's rate)")
-        t.add_argument("--vqvae", required=True, help="VQ-VAE checkpoint (OpenAI's vqvae.pth.tar or mirformer's)")
-        t.add_argument("--level", type=int, help="level to encode (default: the top one; Jukebox: 2, hop 128)")
+        t.add_argument("audio", nargs="+", help="audio files (decoded, downmixed, resampled to the tokenizer's rate)")
+        _tokenizer_args(t)
         t.add_argument("--out", required=True, help="output folder")
-        t.add_argument("--trust-checkpoint", action="store_true",
-                       help="load a checkpoint that needs full unpickling (only for files you trust)")
         t.set_defaults(func=cmd_extract_vq, name=name)
 
     st = esub.add_parser("store", help="fill the feature stores `mirformer compare` reads, alone or in shards")
@@ -390,14 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("probe-invariance", help="how tokens and log-mel change under inaudible transformations")
     pr.add_argument("audio", nargs="+")
-    pr.add_argument("--vqvae", required=True, help="VQ-VAE checkpoint")
-    pr.add_argument("--level", type=int, help="level to probe (default: the top one)")
+    _tokenizer_args(pr)
     pr.add_argument("--out", required=True, help="folder for invariance.csv, .md and .png")
     pr.add_argument("--max-seconds", type=float, default=30.0, help="audio read per file (s)")
     pr.add_argument("--n-fft", type=int, default=2048)
     pr.add_argument("--hop", type=int, default=512)
     pr.add_argument("--n-mels", type=int, default=128)
-    pr.add_argument("--trust-checkpoint", action="store_true")
     pr.set_defaults(func=cmd_probe)
 
     v = sub.add_parser("validate", help="decode every file of a dataset; report bad ones and counts per split "

@@ -3,7 +3,8 @@
 Each model kind with a pretrained setup is pretrained on the pretraining data (``pretrain.data``,
 by default the comparison's own data, labels unread) into a self-contained encoder file; then
 every setup trains downstream, a pretrained one from its encoder file alone; then the report.
-It loops over the registered kinds and names none. Every stage writes its result into its own
+It loops over the registered kinds and names none; a swept setting (``experiments.sweep``) runs
+the setups it changes once per value. Every stage writes its result into its own
 folder of the run directory, so a rerun skips finished stages and resumes an interrupted one.
 """
 
@@ -15,9 +16,10 @@ from pathlib import Path
 from mirformer import distributed
 from mirformer.experiments.downstream import Setup, stage_of
 from mirformer.experiments.evaluate import evaluate, finish
-from mirformer.experiments.prepare import kinds_of, prepare
+from mirformer.experiments.prepare import Prepared, kinds_of, prepare
 from mirformer.experiments.pretrain import pretrain_kinds
 from mirformer.experiments.run import default_run_dir, start_run
+from mirformer.experiments.sweep import Variant, variants
 from mirformer.kinds import KINDS
 
 
@@ -29,8 +31,27 @@ def run_compare(cfg, run_dir: Path | None = None, *, progress: bool = True) -> d
     t0 = time.time()
     distributed.launch(cfg.trainer)  # every rank runs what follows; rank 0 alone writes the run folder
     run_dir = start_run(run_dir or default_run_dir(cfg), cfg)  # a batch that does not divide fails here
-    pretrained = pretrain_kinds(cfg, kinds_of(cfg, pretrained=True), run_dir, progress=progress)
-    prepared = prepare(cfg, encoders=[path for path, _ in pretrained.values()], progress=progress)
+    everything, results = None, {}
+    for variant in variants(cfg):  # one, unless a setting is swept
+        prepared, setups, histories = _variant(variant, run_dir, progress=progress)
+        for name, result in evaluate(setups, prepared, run_dir).items():
+            results[name] = {**result, "sweep": variant.about(cfg.sweep.key)} if variant.tag else result
+            if name in histories:  # the pretraining curves beside the fine-tuning's
+                stages = histories[name]
+                results[name]["pretrain_history"] = list(stages.values())[-1]
+                if len(stages) > 1:
+                    results[name]["pretrain_stages"] = stages
+        everything = prepared if everything is None else everything.including(prepared)
+    return finish(everything, results, run_dir, t0)
+
+
+def _variant(variant: Variant, run_dir: Path, *, progress: bool) -> tuple[Prepared, list[Setup], dict]:
+    """Pretrain what ``variant``'s setups start from and prepare their inputs; return the prepared
+    data, its setups (names and input names ending in the variant's tag) and the pretraining
+    histories of the pretrained ones, by setup."""
+    cfg, tag = variant.cfg, variant.tag
+    pretrained = pretrain_kinds(cfg, kinds_of(cfg, pretrained=True), run_dir, tag=tag, progress=progress)
+    prepared = prepare(cfg, encoders=[path for path, _ in pretrained.values()], progress=progress).tagged(tag)
     setups, histories = [], {}
     for kind in KINDS.values():
         for name, mode in kind.setups().items():
@@ -39,14 +60,8 @@ def run_compare(cfg, run_dir: Path | None = None, *, progress: bool = True) -> d
             if not kind.neural:
                 setups.append(Setup(name, kind))
             elif mode == "scratch":
-                setups.append(Setup(name, kind, stage_of(cfg, mode), input=kind.input(cfg).name))
+                setups.append(Setup(name + tag, kind, stage_of(cfg, mode), input=kind.input(cfg).name + tag))
             else:
-                encoder, histories[name] = pretrained[kind.name]
-                setups.append(Setup(name, kind, stage_of(cfg, mode), encoder, str(encoder)))
-    results = evaluate(setups, prepared, run_dir)
-    for name, stages in histories.items():  # the pretraining curves beside each fine-tuning's
-        if name in results:
-            results[name]["pretrain_history"] = list(stages.values())[-1]
-            if len(stages) > 1:
-                results[name]["pretrain_stages"] = stages
-    return finish(prepared, results, run_dir, t0)
+                encoder, histories[name + tag] = pretrained[kind.name]
+                setups.append(Setup(name + tag, kind, stage_of(cfg, mode), encoder, str(encoder)))
+    return prepared, setups, histories

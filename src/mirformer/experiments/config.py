@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 
 from mirformer.audio import MIN_SECONDS
 from mirformer.errors import ConfigError
+from mirformer.experiments.sweep import SweepConfig
 from mirformer.kinds import KINDS, known_setups
 from mirformer.models.encoder import EncoderConfig
 from mirformer.representations import REPRESENTATIONS
@@ -85,6 +86,7 @@ class SharedConfig:
     # window per clip ("centre", cheaper); the final scores of every split read every window.
     epoch_validation: str = "tiled"
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)  # one setting varied across setups
 
 
 def _check(self) -> None:

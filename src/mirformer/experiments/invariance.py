@@ -3,7 +3,8 @@
 Each signal is transformed (polarity inversion, sub-hop time shifts, a gain change, faint white
 noise; plus the identity as a control) and both the original and the transformed signal are
 tokenized and turned into log-mel spectrograms. Per (file, transformation) the probe reports
-how many token positions keep their token, how far the codebook vectors move, and how far the
+how many token positions keep their token (all of a frame's codebooks, and each codebook on its
+own for a residual tokenizer or codec), how far the quantised vectors move, and how far the
 log-mel moves in dB. It computes only; ``invariance_plot`` writes the table and figure.
 
 The probe depends on no model class: anything with the ``Tokenizer`` attributes works.
@@ -44,10 +45,11 @@ class Tokenizer(Protocol):
     hop_length: int
 
     def tokenize(self, y: np.ndarray) -> np.ndarray:
-        """Mono audio [shape=(n,), float32] -> token ids [shape=(T,), int], ``T`` about ``n / hop_length``."""
+        """Mono audio [shape=(n,), float32] -> token ids [shape=(T,) or (T, C) for C codebooks, int],
+        ``T`` about ``n / hop_length``."""
 
     def vectors(self, tokens: np.ndarray) -> np.ndarray:
-        """Token ids [shape=(T,)] -> their codebook vectors [shape=(T, D), float]."""
+        """Token ids [shape=(T,) or (T, C)] -> their quantised vectors [shape=(T, D), float]."""
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,9 @@ def standard_transforms(
 
 def _tokens(tokenizer: Tokenizer, y: np.ndarray, name: str) -> np.ndarray:
     tokens = np.asarray(tokenizer.tokenize(y))
-    if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
-        raise MirformerError(f"{name}: tokenize must return 1-D integer tokens, got shape {tokens.shape} "
-                             f"dtype {tokens.dtype}")
+    if tokens.ndim not in (1, 2) or not np.issubdtype(tokens.dtype, np.integer):
+        raise MirformerError(f"{name}: tokenize must return integer tokens of shape (T,) or (T, C), got shape "
+                             f"{tokens.shape} dtype {tokens.dtype}")
     return tokens
 
 
@@ -165,8 +167,9 @@ def change_between(
     Returns
     -------
     row : dict
-        ``token_agreement`` (fraction in [0, 1] of positions with the same token),
-        ``vector_distance`` (mean L2 distance between the positions' codebook vectors),
+        ``token_agreement`` (fraction in [0, 1] of positions with the same token, in every codebook),
+        with several codebooks ``agreement_codebook_{c}`` (the same for codebook c alone, from 1),
+        ``vector_distance`` (mean L2 distance between the positions' quantised vectors),
         ``mel_diff_db`` (mean absolute log-mel difference in dB over all cells),
         ``n_tokens`` and ``n_frames`` (positions compared).
     """
@@ -179,8 +182,11 @@ def change_between(
     mel_a, mel_b = log_mel(y, config=mel_config), log_mel(y2, config=mel_config)
     n_frames = min(len(mel_a), len(mel_b))
     mel_a, mel_b = mel_a[:n_frames], mel_b[:n_frames]
+    same = (a == b).reshape(n_tokens, -1)  # (T, C)
+    per_codebook = {f"agreement_codebook_{c + 1}": float(same[:, c].mean()) for c in range(same.shape[1])}
     return {
-        "token_agreement": float(np.mean(a == b)),
+        "token_agreement": float(same.all(1).mean()),
+        **(per_codebook if same.shape[1] > 1 else {}),
         "vector_distance": float(distance.mean()),
         "mel_diff_db": float(np.mean(np.abs(mel_a.astype(np.float64) - mel_b))),
         "n_tokens": n_tokens,
@@ -226,7 +232,9 @@ def probe_invariance(
     -------
     df : pandas.DataFrame
         One row per (file, transformation), columns ``COLUMNS``: ``file``, ``transform``,
-        ``token_agreement``, ``vector_distance``, ``mel_diff_db``, ``n_tokens``, ``n_frames``.
+        ``token_agreement``, ``vector_distance``, ``mel_diff_db``, ``n_tokens``, ``n_frames``; with
+        several codebooks also ``agreement_codebook_1`` .. ``agreement_codebook_C`` after
+        ``token_agreement``.
     """
     if not isinstance(tokenizer, Tokenizer):
         raise ConfigError(f"tokenizer needs sample_rate, hop_length, tokenize and vectors; got {tokenizer!r}")
@@ -248,7 +256,12 @@ def probe_invariance(
         for t in transforms:
             row = change_between(y, t.apply(y), tokenizer=tokenizer, mel_config=mel_config, name=name)
             rows.append({"file": name, "transform": t.name, **row})
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=[*COLUMNS[:3], *codebook_columns(rows[0]), *COLUMNS[3:]])
+
+
+def codebook_columns(row) -> list[str]:
+    """The per-codebook agreement columns of a row or frame (none for one codebook)."""
+    return [c for c in row.keys() if c.startswith("agreement_codebook_")]
 
 
 def summarise_transforms(df: pd.DataFrame) -> pd.DataFrame:
@@ -262,11 +275,11 @@ def summarise_transforms(df: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     summary : pandas.DataFrame
-        Index ``transform``; columns ``n_files`` and the means of ``token_agreement``,
-        ``vector_distance`` and ``mel_diff_db``.
+        Index ``transform``; columns ``n_files`` and the means of ``token_agreement``, of each
+        ``agreement_codebook_{c}`` there is, of ``vector_distance`` and ``mel_diff_db``.
     """
     grouped = df.groupby("transform", sort=False)
-    summary = grouped[list(METRICS)].mean()
+    summary = grouped[[METRICS[0], *codebook_columns(df), *METRICS[1:]]].mean()
     summary.insert(0, "n_files", grouped["file"].nunique())
     return summary
 

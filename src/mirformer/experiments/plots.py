@@ -223,3 +223,54 @@ def plot_forest(intervals: dict, metric: str, path: str | Path, *, title: str, c
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
+
+
+def plot_sweep(lines: dict, key: str, metric: str, path: str | Path, *, title: str, side: dict | None = None,
+               side_title: str = "", reference: dict | None = None) -> None:
+    """Test score against a swept setting, one line per model and mode, with 95% intervals; beside
+    it, what the setting itself measures (a tokenizer's reconstruction quality).
+
+    Parameters
+    ----------
+    lines : dict
+        ``{label: [(value, {"value", "low", "high"}), ...]}`` in the sweep's order.
+    key : str
+        The swept config key (the x axis; its values are categories, evenly spaced).
+    metric : str
+    path : str or Path
+        PNG to write (atomically).
+    title : str
+    side : dict or None
+        ``{measure label: [(value, number), ...]}``: a second panel, one line per measure.
+    side_title : str
+        That panel's title.
+    reference : dict or None
+        ``{label: number}``: horizontal lines for setups the sweep leaves alone (log-mel, the baseline).
+    """
+    values = list(dict.fromkeys(str(v) for points in lines.values() for v, _ in points))
+    fig = Figure(figsize=(10.5 if side else 6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot(1, 2 if side else 1, 1)
+    for i, (label, points) in enumerate(lines.items()):
+        x = np.array([values.index(str(v)) for v, _ in points]) + 0.06 * (i - len(lines) / 2)  # dodge the bars
+        ys = np.array([[m["value"], m["low"], m["high"]] for _, m in points])
+        ax.errorbar(x, ys[:, 0], yerr=[ys[:, 0] - ys[:, 1], ys[:, 2] - ys[:, 0]], fmt="-o", ms=4, capsize=3,
+                    color=f"C{i % 10}", label=label)
+    for j, (label, number) in enumerate((reference or {}).items()):
+        ax.axhline(number, color=f"C{(len(lines) + j) % 10}", ls=("--", ":", "-.")[j % 3], lw=1.2, label=label)
+    ax.set_xticks(range(len(values)), values)
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"test {METRIC_LABELS.get(metric, metric)} (95% interval)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=7)
+    if side:
+        ax2 = fig.add_subplot(1, 2, 2)
+        for j, (label, points) in enumerate(side.items()):
+            ax2.plot([values.index(str(v)) for v, _ in points], [n for _, n in points], "-s", color=f"C{j}",
+                     label=label)
+        ax2.set_xticks(range(len(values)), values)
+        ax2.set_xlabel(key)
+        ax2.set_title(side_title, fontsize=10)
+        ax2.grid(alpha=0.3)
+        ax2.legend(frameon=False, fontsize=8)
+    _save(fig, path)

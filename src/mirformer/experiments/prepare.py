@@ -27,6 +27,7 @@ from mirformer.datasets.registry import open_dataset
 from mirformer.encoder_file import EncoderFile, read_encoder
 from mirformer.errors import MirformerError
 from mirformer.experiments.run import log
+from mirformer.experiments.sweep import variants
 from mirformer.experiments.tokenizer import train_tokenizer
 from mirformer.kinds import KINDS, InputSpec, ModelKind, parse_setup
 from mirformer.representations import Representation, Statistics, representation_class
@@ -73,6 +74,17 @@ class Prepared:
     encoders: dict[str, EncoderFile] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     flagged: dict[str, str] = field(default_factory=dict)
+
+    def tagged(self, tag: str) -> Prepared:
+        """The config inputs renamed ``<name><tag>`` (a sweep's variants each prepare their own)."""
+        self.inputs = {name if name in self.encoders else name + tag: inp for name, inp in self.inputs.items()}
+        return self
+
+    def including(self, other: Prepared) -> Prepared:
+        """This preparation with ``other``'s inputs and encoders, and the files either skipped or flagged."""
+        self.inputs, self.encoders = {**self.inputs, **other.inputs}, {**self.encoders, **other.encoders}
+        self.skipped, self.flagged = {**self.skipped, **other.skipped}, {**self.flagged, **other.flagged}
+        return self
 
     # ---- views for training and scoring ---------------------------------------------------------
     def targets(self, tracks: list[Track]) -> list | None:
@@ -225,8 +237,9 @@ def _fit_statistics(prepared: Prepared, name: str) -> None:
     if about is not None:
         summary = rep.summarise(inp.statistics)
         inp.about = {**about, "window_frames": inp.window, **summary}
-        if summary:
-            log(f"{name} on the training split: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()),
+        numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+        if numbers:
+            log(f"{name} on the training split: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()),
                 prepared.progress)
 
 
@@ -234,7 +247,8 @@ def extract_stores(cfg, *, shard: tuple[int, int] | None = None, consolidate: bo
                    progress: bool = True) -> dict[str, str]:
     """Fill the feature stores ``cfg`` reads ahead of training, in shards: N processes on one machine
     or N cluster jobs (``mirformer extract store --shard K/N``) each encode a disjoint share of the
-    tracks into one store folder; whichever finishes last writes the memory-mapped store. With
+    tracks into one store folder; whichever finishes last writes the memory-mapped store (every
+    value of a swept setting's). With
     ``consolidate``, only fold the parts written so far into the stores. Returns each input's
     store folder and state.
 
@@ -245,7 +259,9 @@ def extract_stores(cfg, *, shard: tuple[int, int] | None = None, consolidate: bo
     dataset.prepare()
     tracks = dataset.tracks()
     states = {}
-    for name, spec in input_specs(cfg, kinds_of(cfg)).items():
+    specs = {name + run.tag: spec for run in variants(cfg)
+             for name, spec in input_specs(run.cfg, kinds_of(run.cfg)).items()}
+    for name, spec in specs.items():
         cls = representation_class(spec.representation)
         if cls.needs_training(spec.config):
             states[name] = f"skipped: {cls.name} trains first, in `mirformer compare`, which then extracts its store"

@@ -8,7 +8,7 @@ from mirformer.config_tree import from_dict, merge, to_dict
 from mirformer.errors import ConfigError
 from mirformer.experiments.config import SETUPS, CompareConfig
 from mirformer.representations.mel import THESIS
-from mirformer.representations.vqvae.model import SMALL
+from mirformer.representations.vqvae.config import SMALL
 
 # mirformer's small VQ-VAE (one level, 256 codes of width 32) with 9 stride-2 stages: hop 512 at 22.05 kHz.
 SMALL_HOP512 = {**SMALL.to_dict(), "downs_t": [9]}
@@ -122,6 +122,19 @@ PRESETS["patchifier-quickstart"] = merge(PRESETS["quickstart"], {
     "patchifier": {"stage1": {"epochs": 10}, "stage2": {"epochs": 60}},
     "setups": ["patchifier-linear-probe", "patchifier-frozen-frontend", "patchifier-frozen-encoder", "patchifier-full",
                "patchifier-scratch", "mfcc-linear"],
+})
+# The codebook question (DASB: more codebooks reconstruct better and classify worse) on the
+# built-in corpus: log-mel against the tokens of a residual-VQ VAE with 8 codebooks read 1, 2, 4 or
+# 8 at a time; each token setup runs once per count, pretraining included. Shorter schedules than
+# the quickstart's keep 18 downstream stages and 9 pretrainings in minutes on 2 cores.
+PRESETS["codebooks-quickstart"] = merge(PRESETS["quickstart"], {
+    "name": "codebooks-quickstart",
+    "tokenizer": {"train": {"vqvae": {**SMALL_HOP512, "codebooks": 8}, "epochs": 12}, "reconstruction_clips": 16},
+    "sweep": {"key": "tokenizer.codebooks", "values": [1, 2, 4, 8]},
+    "pretrain": {"epochs": 10, "optim": {"warmup": 65}},  # warmups at the quickstart's share of the steps
+    "finetune": {"epochs": 12},
+    "scratch": {"epochs": 12, "optim": {"warmup": 75}},
+    "setups": [*SETUPS],
 })
 # The paper's model and recipe (Zhao & Li) on GTZAN's fault-filtered split alone: its pretraining
 # set (MagnaTagATune) and downstream set differ in the paper, which needs cross-dataset

@@ -24,6 +24,7 @@ from mirformer.encoder_file import save_encoder
 from mirformer.errors import ConfigError
 from mirformer.experiments.prepare import Input, Prepared, kinds_of, prepare
 from mirformer.experiments.run import default_run_dir, log, start_run, versions
+from mirformer.experiments.sweep import variants
 from mirformer.kinds import KINDS, ModelKind, PretrainStage
 from mirformer.training.fit import fit_stage, load_module_weights
 from mirformer.training.modules import PretrainModule
@@ -39,14 +40,15 @@ def new_model(kind: ModelKind, prepared: Prepared, inp: Input, n_outputs: int, *
                       pooling=pooling)
 
 
-def pretrain(kind: ModelKind, prepared: Prepared, run_dir: Path) -> tuple[Path, dict[str, list]]:
-    """Run ``kind``'s pretraining stages in order, each from the last one's weights; finished stages
-    are reused. Returns the last stage's encoder file and every stage's per-epoch history."""
+def pretrain(kind: ModelKind, prepared: Prepared, run_dir: Path, *, tag: str = "") -> tuple[Path, dict[str, list]]:
+    """Run ``kind``'s pretraining stages in order, each from the last one's weights, in folders
+    ``<kind>-<stage><tag>``; finished stages are reused. Returns the last stage's encoder file and
+    every stage's per-epoch history."""
     cfg = prepared.cfg
     inp = prepared.inputs[kind.input(cfg).name]
     previous, histories = None, {}
     for stage in kind.pretraining(cfg, inp.representation):
-        folder = Path(run_dir) / f"{kind.name}-{stage.name}"
+        folder = Path(run_dir) / f"{kind.name}-{stage.name}{tag}"
         encoder_path = folder / "encoder.pt"
         if encoder_path.exists():
             log(f"{kind.name} {stage.name}: reusing {encoder_path}", prepared.progress)
@@ -103,27 +105,37 @@ def _save_examples(stage: PretrainStage, model: nn.Module, folder: Path, prepare
     plot_examples(examples, folder / "examples.png", title=f"{folder.name}: validation examples")
 
 
-def pretrain_kinds(cfg, kinds: list[ModelKind], run_dir: Path, *, progress: bool = True) -> dict[str, tuple]:
+def pretrain_kinds(cfg, kinds: list[ModelKind], run_dir: Path, *, tag: str = "",
+                   progress: bool = True) -> dict[str, tuple]:
     """Pretrain ``kinds`` on ``pretrain.data`` (by default the comparison's own data, its labels
-    unread); return each kind's (encoder file, stage histories)."""
+    unread), with ``tag`` ending their stage folders; return each kind's (encoder file, stage histories)."""
     if not kinds:
         return {}
     prepared = prepare(cfg, data=cfg.pretrain.data, labelled=False, kinds=kinds, progress=progress)
-    return {kind.name: pretrain(kind, prepared, run_dir) for kind in kinds}
+    return {kind.name: pretrain(kind, prepared, run_dir, tag=tag) for kind in kinds}
 
 
 def run_pretrain(cfg, *, kinds: list[str] | None = None, run_dir: Path | None = None,
                  progress: bool = True) -> dict[str, Path]:
-    """``mirformer pretrain``: pretrain ``kinds`` (default: those ``cfg``'s setups pretrain); return
-    each kind's encoder file (in the run folder ``compare`` with ``cfg`` reuses)."""
+    """``mirformer pretrain``: pretrain ``kinds`` (default: those ``cfg``'s setups pretrain), once
+    per value of a sweep that changes their input; return each kind's encoder file, by kind name
+    and sweep tag (in the run folder ``compare`` with ``cfg`` reuses)."""
     distributed.launch(cfg.trainer)
     neural = {name: k for name, k in KINDS.items() if k.neural}
     unknown = sorted(set(kinds or ()) - set(neural))
     if unknown:
         raise ConfigError(f"unknown model kind(s) {unknown}; known: {sorted(neural)}")
-    chosen = [neural[k] for k in kinds] if kinds else kinds_of(cfg, pretrained=True)
-    if not chosen:
+    runs = variants(cfg)
+    varied = {k.name for run in runs if run.tag for k in kinds_of(run.cfg)}  # kinds a sweep runs once per value
+    encoders = {}
+    for run in runs:
+        chosen = ([neural[k] for k in kinds if (k in varied) == bool(run.tag)] if kinds
+                  else kinds_of(run.cfg, pretrained=True))
+        if chosen:
+            run_dir = start_run(run_dir or default_run_dir(cfg), cfg)
+        for name, (path, _) in pretrain_kinds(run.cfg, chosen, run_dir, tag=run.tag, progress=progress).items():
+            encoders[name + run.tag] = path
+    if not encoders:
         raise ConfigError(f"nothing to pretrain: name a model kind ({sorted(neural)}) or use a preset whose setups "
                           "start from a pretrained encoder")
-    run_dir = start_run(run_dir or default_run_dir(cfg), cfg)
-    return {name: path for name, (path, _) in pretrain_kinds(cfg, chosen, run_dir, progress=progress).items()}
+    return encoders

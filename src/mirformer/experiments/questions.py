@@ -7,6 +7,7 @@ The questions come from the setups' declarations, never from their names:
 - between kinds of one architecture (``ModelKind.architecture``: they differ only in their
   input), a model reading continuous frames against the models reading discrete ids, in the same
   mode ("does the log-mel model beat the token models?");
+- a swept setting (``experiments.sweep``): each value against the first, per model and mode;
 - the best setup, chosen by its validation score, against every other.
 
 Each question is a family of paired tests: beside each raw p-value stands Holm's adjusted one
@@ -55,7 +56,8 @@ def questions(results: dict) -> list[tuple[str, str, str]]:
     for n in trained:
         if setups[n].get("pretrained"):
             out += [(n, m, "does pretraining help?") for m in trained
-                    if setups[m].get("model") == setups[n].get("model") and not setups[m].get("pretrained")]
+                    if setups[m].get("model") == setups[n].get("model") and not setups[m].get("pretrained")
+                    and setups[m].get("sweep") == setups[n].get("sweep")]
     for n in trained:
         s, rep = setups[n], _representation(results, setups[n])
         if rep is None or rep.discrete or _kind(s) is None:
@@ -66,9 +68,24 @@ def questions(results: dict) -> list[tuple[str, str, str]]:
                     and _kind(other).architecture == _kind(s).architecture
                     and other.get("pretrained") == s.get("pretrained") and other.get("strategy") == s.get("strategy")):
                 out.append((n, m, f"does the {rep.label} model beat the {other_rep.label} models?"))
+    out += _sweep_questions(setups)
     best = best_on_validation(results)
     if best is not None:
         out += [(best, n, "is the best setup (on validation) ahead of the others?") for n in setups if n != best]
+    return out
+
+
+def _sweep_questions(setups: dict) -> list[tuple[str, str, str]]:
+    """A swept setting: each value's setup against the same model and mode at the first value."""
+    out, first = [], {}
+    for n, s in setups.items():
+        if s.get("sweep"):
+            same = (s.get("model"), s.get("pretrained"), s.get("strategy"))
+            if same not in first:
+                first[same] = n
+                continue
+            base = setups[first[same]]["sweep"]
+            out.append((n, first[same], f"does {base['key']} change the score (each value against {base['value']})?"))
     return out
 
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from mirformer.atomic import write_text
 from mirformer.errors import ConfigError
-from mirformer.experiments.plots import METRIC_LABELS, plot_confusion, plot_curves, plot_forest, plot_modes
+from mirformer.experiments.plots import (METRIC_LABELS, plot_confusion, plot_curves, plot_forest, plot_modes,
+                                         plot_sweep)
 from mirformer.representations import representation_class
 from mirformer.tasks import Task, make_task
 from mirformer.tasks.base import metric_of
@@ -164,7 +165,7 @@ def _modes_lines(results: dict, out: Path) -> list[str]:
     validation curves on one plot (``modes_<model>.png``) and a table of their scores."""
     by_model: dict[str, dict[str, dict]] = {}
     for name, setup in results["setups"].items():
-        if setup.get("pretrained") and setup.get("history"):
+        if setup.get("pretrained") and setup.get("history") and not setup.get("sweep"):  # one encoder per value
             by_model.setdefault(setup["model"], {})[name.removeprefix(f"{setup['model']}-")] = setup
     monitor = results.get("monitor", "macro_f1")
     lines = []
@@ -181,6 +182,55 @@ def _modes_lines(results: dict, out: Path) -> list[str]:
             lines.append(f"| {mode} | {_fmt(best)} | {_fmt(_metric(setup, 'test', monitor))} |")
         lines.append("")
     return lines
+
+
+# What a representation's ``about["reconstruction"]`` holds, as the report labels it.
+RECONSTRUCTION = {"snr_db": "reconstruction SNR (dB, higher is better)",
+                  "log_spectral_distance_db": "log-spectral distance (dB, lower is better)"}
+
+
+def _sweep_lines(results: dict, out: Path) -> list[str]:
+    """A swept setting: test score against its values per model and mode (``sweep.png``), the
+    reconstruction quality of each value's input beside it where measured, and a table."""
+    setups = results["setups"]
+    swept = {n: s for n, s in setups.items() if s.get("sweep")}
+    if not swept:
+        return []
+    monitor = results["monitor"]
+    key = next(iter(swept.values()))["sweep"]["key"]
+    intervals = (results.get("evidence") or {}).get("intervals", {})
+    point = {n: intervals.get(n, {}).get(monitor) or {"value": _metric(s, "test", monitor)} for n, s in setups.items()}
+    point = {n: {"low": p["value"], "high": p["value"], **p} for n, p in point.items() if p.get("value") is not None}
+    lines: dict[str, list] = {}
+    for n, s in swept.items():
+        label = f"{s['model']}-{'pretrained' if s.get('pretrained') else 'scratch'}"
+        if n in point:
+            lines.setdefault(label, []).append((s["sweep"]["value"], point[n]))
+    measured: dict[object, dict] = {}  # value -> the reconstruction of the input read at it
+    for s in swept.values():
+        about = (results.get("representations", {}).get(s.get("input")) or {}).get("about") or {}
+        if about.get("reconstruction"):
+            measured[s["sweep"]["value"]] = about["reconstruction"]
+    side = {label: [(v, m[k]) for v, m in measured.items()] for k, label in RECONSTRUCTION.items()
+            if any(k in m for m in measured.values())}
+    reference = {n: point[n]["value"] for n, s in setups.items() if not s.get("sweep") and n in point}
+    label = METRIC_LABELS.get(monitor, monitor)
+    plot_sweep(lines, key, monitor, out / "sweep.png", side=side or None, reference=reference,
+               side_title="the tokenizer's own reconstruction (validation clips)",
+               title=f"{results.get('dataset', '')}: test {label} against {key}")
+    values = list(dict.fromkeys(s["sweep"]["value"] for s in swept.values()))
+    md = [f"## Against {key}", "", f"![test {label} against {key}](sweep.png)", "",
+          f"| {key} | " + " | ".join([*lines, *side]) + " |", "|---:|" + "---:|" * (len(lines) + len(side))]
+    for v in values:
+        cells = [next((_fmt(m["value"], m if "low" in m and m["low"] != m["high"] else None)
+                       for value, m in points if value == v), "n/a") for points in lines.values()]
+        cells += [next((f"{n:.1f}" for value, n in pts if value == v), "n/a") for pts in side.values()]
+        md.append(f"| {v} | " + " | ".join(cells) + " |")
+    if measured:
+        clips = next(iter(measured.values())).get("clips")
+        md += ["", f"Reconstruction: each value's tokens decoded by the tokenizer itself, on {clips} validation "
+               "clips (SNR of the waveform; log-spectral distance of 1024-point power spectra)."]
+    return md + [""]
 
 
 def _examples_lines(results: dict) -> list[str]:
@@ -210,7 +260,8 @@ def _confusion_lines(results: dict, out: Path, slugs: dict[str, str]) -> list[st
 
 
 def write_report(results: dict, out_dir: str | Path) -> str:
-    """Write ``report.md`` and its figures: ``forest.png``, ``curves.png``, ``modes_<model>.png``,
+    """Write ``report.md`` and its figures: ``forest.png``, ``sweep.png`` (a swept setting),
+    ``curves.png``, ``modes_<model>.png``,
     ``confusion_<setup>.png`` (test split), and ``per_tag_test.csv`` where setups score tags.
 
     Parameters
@@ -243,6 +294,7 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     md += [f"Dataset `{dataset}`, {task.name}, {len(classes)} {task.outputs_are}: {', '.join(classes)}.", ""]
     md += ["## Scores (clip level: window outputs averaged per clip)", "", table]
     md += _evidence_lines(results, out)
+    md += _sweep_lines(results, out)
     grid = _grid_lines(setups)
     if grid:
         md += ["## Fine-tuning grid (selected on validation; only the selected setting is scored on test)", "",

@@ -29,10 +29,15 @@ class TokenFormer(ModelKind):
     def check(self, cfg, window, eval_window):
         check_window(self.name, window, cfg.encoder.max_len)
 
+    def frontend_options(self, cfg) -> dict:
+        """Settings of this kind's frontend beyond the representation's shape."""
+        return {}
+
     def build(self, cfg, representation, statistics, *, n_outputs, head, pooling):
-        codebook = representation.codebook()
-        return Former(frontend=self.frontend, encoder=cfg.encoder, input_dim=representation.layout.vocab,
-                      n_classes=n_outputs, codebook_dim=codebook.shape[1], head=head, pooling=pooling)
+        layout = representation.layout
+        return Former(frontend=self.frontend, encoder=cfg.encoder, input_dim=layout.vocab, n_classes=n_outputs,
+                      codebook_dim=representation.codebook_vectors().shape[-1], codebooks=layout.codebooks,
+                      head=head, pooling=pooling, **self.frontend_options(cfg))
 
     def load(self, path, *, n_outputs=None, head=None, pooling="cls"):
         return load_former(path, frontend=self.frontend, n_classes=n_outputs, head=head or self.head, pooling=pooling)

@@ -25,12 +25,14 @@ from mirformer.models.frontends import CodebookProjection, SpectrogramProjection
 from mirformer.models.heads import HEADS, POOLINGS, PositionHead, make_head, pool
 from mirformer.models.saved import load_weights, read_saved
 
-# frontend -> factory(input_dim, d_model, codebook_dim); every Former predicts input_dim values
-# per position in pretraining (frame cells, or token-id logits).
+# frontend -> factory(input_dim, d_model, codebook_dim, codebooks, combine); every Former predicts
+# input_dim values per position (and codebook) in pretraining: frame cells, or token-id logits.
 FRONTENDS = {
-    "projection": lambda input_dim, d_model, codebook_dim: SpectrogramProjection(input_dim, d_model),
-    "embedding": lambda input_dim, d_model, codebook_dim: TokenEmbedding(input_dim, d_model),
-    "codebook": lambda input_dim, d_model, codebook_dim: CodebookProjection(input_dim, d_model, codebook_dim),
+    "projection": lambda input_dim, d_model, codebook_dim, codebooks, combine: SpectrogramProjection(input_dim, d_model),
+    "embedding": lambda input_dim, d_model, codebook_dim, codebooks, combine: TokenEmbedding(input_dim, d_model,
+                                                                                             codebooks),
+    "codebook": lambda input_dim, d_model, codebook_dim, codebooks, combine: CodebookProjection(
+        input_dim, d_model, codebook_dim, codebooks, combine),
 }
 
 
@@ -49,6 +51,11 @@ class Former(nn.Module):
         Downstream outputs C (classes, tags or regression targets); 0 for a pretraining-only model.
     codebook_dim : int
         Width of the codebook vectors (the codebook frontend only).
+    codebooks : int
+        Codebooks per position of token ids (B, L, C); 1: ids (B, L). Pretraining predicts every
+        codebook's id, one output head per codebook.
+    combine : str
+        How the codebook frontend combines several codebooks' vectors: ``"sum"`` or ``"weighted"``.
     head : str
         Downstream head: ``"linear"`` (dropout + linear) or ``"mlp"`` (one hidden ReLU layer).
     pooling : str
@@ -56,7 +63,8 @@ class Former(nn.Module):
     """
 
     def __init__(self, *, frontend: str, encoder: EncoderConfig, input_dim: int, n_classes: int = 0,
-                 codebook_dim: int = 64, head: str = "linear", pooling: str = "cls"):
+                 codebook_dim: int = 64, codebooks: int = 1, combine: str = "sum", head: str = "linear",
+                 pooling: str = "cls"):
         super().__init__()
         if frontend not in FRONTENDS:
             raise ConfigError(f"unknown frontend {frontend!r}; known: {sorted(FRONTENDS)}")
@@ -64,10 +72,14 @@ class Former(nn.Module):
             raise ConfigError(f"head must be one of {HEADS} and pooling one of {POOLINGS}, got {head!r}, {pooling!r}")
         self.head_kind, self.pooling = head, pooling
         self.frontend_name, self.encoder_cfg, self.input_dim, self.n_classes = frontend, encoder, input_dim, n_classes
-        self.codebook_dim = codebook_dim
-        self.frontend = FRONTENDS[frontend](input_dim, encoder.d_model, codebook_dim)
+        self.codebook_dim, self.codebooks, self.combine = codebook_dim, codebooks, combine
+        self.frontend = FRONTENDS[frontend](input_dim, encoder.d_model, codebook_dim, codebooks, combine)
         self.encoder = Encoder(encoder)
-        self.pretrain_head = PositionHead(encoder.d_model, input_dim, eps=encoder.norm_eps)
+        if codebooks == 1:
+            self.pretrain_head = PositionHead(encoder.d_model, input_dim, eps=encoder.norm_eps)
+        else:
+            self.pretrain_head = nn.ModuleList(PositionHead(encoder.d_model, input_dim, eps=encoder.norm_eps)
+                                               for _ in range(codebooks))
         self.head = make_head(head, encoder.d_model, n_classes, encoder.dropout) if n_classes else None
 
     def parts(self) -> dict[str, list[nn.Module]]:
@@ -76,7 +88,7 @@ class Former(nn.Module):
                 "head": [self.head] if self.head is not None else []}
 
     def forward_encoder(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L, F) frames or (B, L) token ids, (B, L) bool padding -> (B, L + 1, D) (CLS first)."""
+        """(B, L, F) frames, (B, L) or (B, L, C) token ids, (B, L) bool padding -> (B, L + 1, D) (CLS first)."""
         return self.encoder(self.frontend(x), pad)
 
     frames_per_position = 1  # one input frame (or token) per encoder position
@@ -86,8 +98,12 @@ class Former(nn.Module):
         return self.encoder.layers(self.frontend(x), pad), pad
 
     def forward_pretrain(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """Masked inputs -> (B, L, F) per-position predictions (cells, or token-id logits)."""
-        return self.pretrain_head(self.forward_encoder(x, pad)[:, 1:])
+        """Masked inputs -> (B, L, F) per-position predictions (cells, or token-id logits), or
+        (B, L, C, F) with several codebooks (one head each)."""
+        h = self.forward_encoder(x, pad)[:, 1:]
+        if self.codebooks == 1:
+            return self.pretrain_head(h)
+        return torch.stack([head(h) for head in self.pretrain_head], -2)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """Inputs -> (B, C) outputs (logits, or regression values) from the pooled states."""
@@ -97,8 +113,8 @@ class Former(nn.Module):
     # ---- checkpoints: plain tensors and primitives only, so torch.load(weights_only=True) reads them
     def spec(self) -> dict:
         return {"frontend": self.frontend_name, "encoder": asdict(self.encoder_cfg), "input_dim": self.input_dim,
-                "n_classes": self.n_classes, "codebook_dim": self.codebook_dim, "head": self.head_kind,
-                "pooling": self.pooling}
+                "n_classes": self.n_classes, "codebook_dim": self.codebook_dim, "codebooks": self.codebooks,
+                "combine": self.combine, "head": self.head_kind, "pooling": self.pooling}
 
     def save(self, path: str | Path) -> None:
         from mirformer.atomic import write_torch

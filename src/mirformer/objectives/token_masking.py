@@ -3,7 +3,8 @@
 Of the real (non-padding) positions, ``choose_ratio`` are chosen; of those 80% are replaced by
 the MASK id, 10% by a random token and 10% left unchanged. The loss is cross-entropy on the
 chosen positions only: every other target is ``IGNORE``. CodebookFormer's frontend maps the MASK
-id to a zero vector, so the same function zeroes / randomises / keeps its codebook vectors.
+id to a zero vector, so the same function zeroes / randomises / keeps its codebook vectors. With
+several codebooks a position is chosen in all of them, and each codebook's ids are predicted.
 
 Mask convention: ``mask`` is (B, L) bool, True = a position to predict. The batch is never
 modified; CLS is prepended by the encoder after masking, so it can never be chosen.
@@ -30,9 +31,12 @@ def mask_tokens(ids: torch.Tensor, pad: torch.Tensor | None, cfg: TokenMaskConfi
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Choose, replace and return targets.
 
+    With several codebooks (ids (B, L, C)) positions are chosen, and masked or kept, across all
+    codebooks at once; a randomised position gets a random id in each codebook.
+
     Parameters
     ----------
-    ids : int Tensor [shape=(B, L)]
+    ids : int Tensor [shape=(B, L) or (B, L, C)]
         Token ids in ``[0, vocab_size)``.
     pad : bool Tensor [shape=(B, L)] or None
         True at padding, which is never chosen.
@@ -43,28 +47,36 @@ def mask_tokens(ids: torch.Tensor, pad: torch.Tensor | None, cfg: TokenMaskConfi
 
     Returns
     -------
-    inputs : int Tensor [shape=(B, L)]
+    inputs : int Tensor [shape=ids.shape]
         ``ids`` with the chosen positions replaced (MASK / random / kept).
     mask : bool Tensor [shape=(B, L)]
         The chosen positions.
-    targets : int Tensor [shape=(B, L)]
+    targets : int Tensor [shape=ids.shape]
         ``ids`` at chosen positions, ``IGNORE`` elsewhere.
     """
-    dev = ids.device
-    mask = torch.rand(ids.shape, generator=generator, device=dev) < cfg.choose_ratio
+    dev, positions = ids.device, ids.shape[:2]
+    mask = torch.rand(positions, generator=generator, device=dev) < cfg.choose_ratio
     if pad is not None:
         mask &= ~pad
-    action = torch.rand(ids.shape, generator=generator, device=dev)
+    action = torch.rand(positions, generator=generator, device=dev)
     to_mask = mask & (action < cfg.p_mask)
     to_random = mask & (action >= cfg.p_mask) & (action < cfg.p_mask + cfg.p_random)
     random_ids = torch.randint(0, vocab_size, ids.shape, generator=generator, device=dev)
+    if ids.ndim == 3:  # every codebook of a position alike
+        to_mask, to_random, chosen = to_mask[..., None], to_random[..., None], mask[..., None]
+    else:
+        chosen = mask
     inputs = torch.where(to_random, random_ids, ids).masked_fill(to_mask, vocab_size)
-    targets = ids.masked_fill(~mask, IGNORE)
+    targets = ids.masked_fill(~chosen, IGNORE)
     return inputs, mask, targets
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over chosen positions: logits (B, L, V), targets (B, L) with IGNORE."""
+    """Mean cross-entropy over chosen positions: logits (B, L, V), targets (B, L) with IGNORE; with
+    several codebooks, logits (B, L, C, V) and targets (B, L, C): the mean of each codebook's."""
+    if logits.ndim == 4:
+        return torch.stack([masked_cross_entropy(logits[:, :, c], targets[..., c])
+                            for c in range(logits.shape[2])]).mean()
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
 
 

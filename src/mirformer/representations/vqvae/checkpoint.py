@@ -19,7 +19,9 @@ import torch
 
 from mirformer.atomic import write_torch
 from mirformer.errors import CheckpointError
-from mirformer.representations.vqvae.model import VQVAE, BottleneckBlock, VQVAEConfig
+from mirformer.representations.vqvae.bottleneck import BottleneckBlock
+from mirformer.representations.vqvae.config import VQVAEConfig
+from mirformer.representations.vqvae.model import VQVAE
 
 CONFIG_KEY = "mirformer_config"
 

@@ -49,7 +49,7 @@ def encode_stream(model: VQVAE, blocks: Iterable[np.ndarray | torch.Tensor], *, 
     """``encode_chunked`` of a signal given as consecutive blocks (any lengths), chunk by chunk as
     soon as a chunk's context has arrived: the tokens of the whole signal, in bounded memory."""
     assert chunk_seconds > 0, f"chunk_seconds must be > 0, got {chunk_seconds}"
-    device = model.codebook(level).device  # also checks the level
+    device = model.codebooks(level).device  # also checks the level
     hop = model.config.hop_lengths[level]
     context = -(-model.receptive_field(level) // hop)  # in tokens
     chunk = max(1, round(chunk_seconds * model.config.sample_rate / hop))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mirformer.errors import ConfigError
-from mirformer.representations.vqvae.model import VQVAEConfig
+from mirformer.representations.vqvae.config import VQVAEConfig
 
 
 @dataclass
