@@ -356,3 +356,18 @@ def test_extract_tokens_cli(folders, tmp_path, capsys):
     assert a.shape == (13, 2) and b.shape == (7, 2) and a.dtype == np.int16
     y = load_audio(tmp_path / "a.wav", sr=24000)
     np.testing.assert_array_equal(a, open_tokenizer(folders["mimi"]).encode(y, codebooks=2))
+
+
+def test_probe_invariance_cli_per_codebook(folders, tmp_path):
+    """The thesis' invariance probe on a codec: agreement of all codebooks and of each alone."""
+    import pandas as pd
+
+    from mirformer.cli import main
+
+    sf.write(tmp_path / "a.wav", _signal(24000, seed=7).numpy(), 24000, subtype="FLOAT")
+    assert main(["probe-invariance", str(tmp_path / "a.wav"), "--tokenizer", str(folders["dac"]), "--codebooks", "2",
+                 "--out", str(tmp_path / "p"), "--n-fft", "512", "--hop", "128", "--n-mels", "32"]) == 0
+    df = pd.read_csv(tmp_path / "p" / "invariance.csv")
+    both, first, second = df["token_agreement"], df["agreement_codebook_1"], df["agreement_codebook_2"]
+    assert ((both <= first) & (both <= second)).all() and (both < 1).any()  # a codebook that differs counts
+    assert df[df["transform"].str.contains("polarity")].iloc[0].mel_diff_db < 1e-3

@@ -81,3 +81,36 @@ def test_token_pretraining_loss_falls():
             opt.step()
             losses.append(loss.item())
         assert sum(losses[-5:]) / 5 < 0.2 * sum(losses[:5]) / 5, (kind, losses[:5], losses[-5:])
+
+
+def test_several_codebooks_embed_mask_and_predict_each():
+    """Ids (B, L, C): TokenFormer sums one table per codebook; CodebookFormer sums (or weighs) the
+    codes' vectors; masking chooses whole frames; the loss is the mean of each codebook's."""
+    from mirformer.models.frontends import CodebookProjection, TokenEmbedding
+    from mirformer.objectives.token_masking import masked_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, V, (2, 40, 3), generator=g)
+    emb = TokenEmbedding(V, 16, codebooks=3)
+    want = emb.embeds[0](ids[..., 0]) + emb.embeds[1](ids[..., 1]) + emb.embeds[2](ids[..., 2])
+    torch.testing.assert_close(emb(ids), want)
+
+    books = torch.randn(3, V, 8, generator=g)
+    proj = CodebookProjection(V, 16, codebook_dim=8, codebooks=3, combine="sum")
+    proj.set_codebook(books)
+    latent = books[0][ids[..., 0]] + books[1][ids[..., 1]] + books[2][ids[..., 2]]
+    torch.testing.assert_close(proj(ids), proj.proj((latent - proj.mean) / proj.std))
+    weighted = CodebookProjection(V, 16, codebook_dim=8, codebooks=3, combine="weighted")
+    weighted.set_codebook(books)
+    with torch.no_grad():
+        weighted.weights.copy_(torch.tensor([0.0, 50.0, 0.0]))  # all weight on codebook 2
+    torch.testing.assert_close(weighted(ids), weighted.proj(weighted.codebook[1][ids[..., 1]]), atol=1e-5, rtol=0)
+
+    inputs, mask, targets = mask_tokens(ids, None, TokenMaskConfig(), vocab_size=V, generator=g)
+    assert mask.any() and inputs.shape == targets.shape == ids.shape
+    assert ((targets != IGNORE) == mask[..., None]).all()  # a chosen frame: every codebook a target
+    masked = inputs == V
+    assert (masked == masked[..., :1]).all()  # MASK in every codebook of a frame or in none
+    logits = torch.randn(2, 40, 3, V, generator=g)
+    each = [torch.nn.functional.cross_entropy(logits[:, :, c][mask], ids[..., c][mask]) for c in range(3)]
+    torch.testing.assert_close(masked_cross_entropy(logits, targets), torch.stack(each).mean())
