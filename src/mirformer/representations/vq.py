@@ -236,13 +236,14 @@ class VQTokens(Representation):
         """Where the tokenizer came from and how the training split uses its codes."""
         t = about
         rate = t["sample_rate"] / t["hop_length"]
-        what = (f"level {t['level']} of a VQ-VAE" if t.get("kind", "VQ-VAE") == "VQ-VAE" else f"a {t['kind']} codec")
+        vqvae = t.get("kind", "VQ-VAE") == "VQ-VAE"
+        what, digest = (f"level {t['level']} of a VQ-VAE", "SHA-1") if vqvae else (f"the {t['kind']} codec", "SHA-256")
         shape = f"{t['levels']} level(s), " if "levels" in t else ""
         read = t.get("codebooks", 1)
         books = f" (the first {read} of its {t['codebooks_in_model']} codebooks)" if t.get("codebooks_in_model", 1) > 1 \
             else ""
         lines = ["## Tokenizer", "",
-                 f"The token models read {what} {t['source']}{books} (`{t['checkpoint']}`, SHA-1 "
+                 f"The token models read {what} {t['source']}{books} (`{t['checkpoint']}`, {digest} "
                  f"`{t['sha1'][:12]}`): {shape}{t['vocab_size']} codes of width {t['emb_width']}, "
                  f"hop {t['hop_length']} at {t['sample_rate']} Hz ({rate:.1f} tokens/s), windows of "
                  f"{t['window_frames']} tokens.", ""]
