@@ -105,10 +105,36 @@ def _mimi():
     return model
 
 
+def _xcodec():
+    """Like hf-audio/xcodec-hubert-librispeech (16 kHz, hop 320: a DAC encoder beside a HuBERT, one residual
+    quantiser), 4-bit codebooks at 50 Hz: 2, 4, 8 of them at 0.4, 0.8, 1.6 kbps."""
+    acoustic = dict(encoder_hidden_size=4, downsampling_ratios=[8, 5, 4, 2], decoder_hidden_size=16,
+                    upsampling_ratios=[8, 5, 4, 2], hidden_size=8)
+    semantic = dict(model_type="hubert", hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=32, conv_dim=[8] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    config = transformers.XcodecConfig(sample_rate=16000, target_bandwidths=[0.4, 0.8, 1.6], codebook_size=16,
+                                       acoustic_model_config=acoustic, semantic_model_config=semantic)
+    model = transformers.XcodecModel(config).eval()
+    with torch.no_grad():
+        for m in model.acoustic_encoder.modules():  # its fresh weights (std 0.02, zero biases) leave almost no signal
+            if isinstance(m, torch.nn.Conv1d):
+                m.reset_parameters()
+        for m in model.modules():  # nor do fresh linear layers (std 0.02) mix much
+            if isinstance(m, torch.nn.Linear):
+                m.weight.normal_(std=m.in_features**-0.5)
+        latents = []  # what the quantiser reads: fc's output, (1, frames, dim)
+        hook = model.fc.register_forward_hook(lambda module, args, out: latents.append(out))
+        model.encode(_signal(16000)[None, None])
+        hook.remove()
+        _fit_codebooks(model.quantizer.quantizers, latents[0].transpose(1, 2))
+    return model
+
+
 # name: (builder, samples of the test signal: several of the tokenizer's chunks, not whole frames)
 CODECS = {"encodec_24k": (_encodec_24k, 36000 + 77), "encodec_48k": (_encodec_48k, 48000 * 3 + 3001),
-          "dac": (_dac, 24000 + 901), "mimi": (_mimi, 24000 * 3 + 777)}
-CHUNK_SECONDS = {"encodec_24k": 0.05, "encodec_48k": 0.05, "dac": 0.05, "mimi": 0.25}  # many chunks
+          "dac": (_dac, 24000 + 901), "mimi": (_mimi, 24000 * 3 + 777), "xcodec": (_xcodec, 16000 * 2 + 901)}
+CHUNK_SECONDS = {"encodec_24k": 0.05, "encodec_48k": 0.05, "dac": 0.05, "mimi": 0.25, "xcodec": 0.05}  # many chunks
+WHOLE_SIGNAL = {"xcodec"}  # its semantic model attends over the whole signal: encoded in one pass, never in chunks
 
 
 def _signal(n: int, *, seed: int = 0) -> torch.Tensor:
@@ -131,7 +157,8 @@ def folders(tmp_path_factory):
 
 def _model(folder):
     config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
-    cls = {"encodec": transformers.EncodecModel, "dac": transformers.DacModel, "mimi": transformers.MimiModel}
+    cls = {"encodec": transformers.EncodecModel, "dac": transformers.DacModel, "mimi": transformers.MimiModel,
+           "xcodec": transformers.XcodecModel}
     return cls[config.model_type].from_pretrained(folder, local_files_only=True).eval()
 
 
@@ -150,6 +177,8 @@ def _reference(model, name: str, y: torch.Tensor, codebooks: int) -> np.ndarray:
         return torch.cat(chunks, -1).T.numpy()
     if name == "dac":
         return model.encode(x, n_quantizers=codebooks).audio_codes[0].T.numpy()
+    if name == "xcodec":  # the smallest bandwidth with that many codebooks
+        return model.encode(x, bandwidth={2: 0.4, 4: 0.8, 8: 1.6}[codebooks]).audio_codes[0].T.numpy()
     return model.encode(x, num_quantizers=codebooks).audio_codes[0].T.numpy()
 
 
@@ -168,7 +197,10 @@ def test_ids_equal_the_models_own_encode_chunked_and_streamed(folders, name):
     for size in (1000, 7):
         blocks = (y.numpy()[i : i + size] for i in range(0, n, size))
         parts = list(tok.encode_stream(blocks, codebooks=codebooks))
-        assert len(parts) > 3  # given as it arrives, not at the end
+        if name in WHOLE_SIGNAL:  # the blocks joined, then encoded at once
+            assert len(parts) == 1
+        else:
+            assert len(parts) > 3  # given as it arrives, not at the end
         np.testing.assert_array_equal(np.concatenate(parts), ref)
 
 
@@ -211,7 +243,8 @@ def test_short_signals_and_frame_counts(folders, name):
         y = _signal(n, seed=n)
         ids = tok.encode(y.numpy(), codebooks=2)
         assert ids.shape == (tok.n_frames(n), 2)
-        if name != "dac" or n > 1:  # DAC's own encode fails on a signal shorter than its strided kernels
+        # The models' own encodes fail on a signal shorter than DAC's strided kernels or than one X-Codec frame.
+        if (name != "dac" or n > 1) and tok.n_frames(n):
             np.testing.assert_array_equal(ids, _reference(model, name, y, 2))
     assert tok.encode(np.zeros(0, np.float32), codebooks=2).shape == (0, 2)
 
@@ -229,7 +262,7 @@ def test_fewer_codebooks_are_a_prefix(folders, name):
 def _quantised_latent(model, name: str, ids: np.ndarray) -> torch.Tensor:
     """The model's dequantisation of ids (frames, c): (frames, dim), what its decoder reads."""
     codes = torch.as_tensor(ids).T[None]  # (1, c, frames)
-    if name.startswith("encodec"):
+    if name.startswith("encodec") or name == "xcodec":
         return model.quantizer.decode(codes.transpose(0, 1))[0].T
     if name == "dac":
         return model.quantizer.from_codes(codes)[0][0].T
@@ -283,7 +316,8 @@ def test_identity_is_the_folders_sha256(folders, tmp_path):
     assert about["kind"] == "DAC" and about["sha1"] == tok.identity and about["hop_length"] == 320
     changed = open_tokenizer(_changed_copy(folders["dac"], tmp_path / "dac"))
     assert changed.identity != tok.identity and changed.identity == _sha256(tmp_path / "dac")
-    assert {open_tokenizer(folders[name]).describe()["kind"] for name in CODECS} == {"EnCodec", "DAC", "Mimi"}
+    kinds = {open_tokenizer(folders[name]).describe()["kind"] for name in CODECS}
+    assert kinds == {"EnCodec", "DAC", "Mimi", "X-Codec"}
 
 
 def test_refusals_name_the_folder(folders, tmp_path):
@@ -302,7 +336,7 @@ def test_refusals_name_the_folder(folders, tmp_path):
         open_tokenizer(bad)
     (bad / "config.json").write_text('{"model_type": "wav2vec2"}')
     with pytest.raises(ConfigError, match=r"model_type 'wav2vec2' is not a supported codec; supported: dac, encodec, "
-                                          "mimi"):
+                                          "mimi, xcodec"):
         open_tokenizer(bad)
     shutil.copytree(folders["dac"], tmp_path / "noweights")
     (tmp_path / "noweights" / "model.safetensors").unlink()
@@ -318,30 +352,32 @@ def test_refusals_name_the_folder(folders, tmp_path):
         open_tokenizer(folders["dac"], level=0)
 
 
-def test_token_representation_and_its_encoder_file_block(folders, tmp_path):
-    shutil.copytree(folders["encodec_24k"], tmp_path / "stored" / "encodec")
-    rep = VQTokens(tmp_path / "stored" / "encodec", codebooks=2)
+@pytest.mark.parametrize("name, frames_per_second, dim", [("encodec_24k", 75.0, 8), ("xcodec", 50.0, 24)])
+def test_token_representation_and_its_encoder_file_block(folders, tmp_path, name, frames_per_second, dim):
+    stored, beside = tmp_path / "stored" / name, tmp_path / "run" / name
+    shutil.copytree(folders[name], stored)
+    rep = VQTokens(stored, codebooks=2)
     y = _signal(12000, seed=5).numpy()
     ids = rep.encode(y)
-    assert ids.shape == (rep.n_frames(len(y)), 2) and rep.frames_per_second == 75.0
-    assert rep.config_dict()["checkpoint_sha1"] == _sha256(tmp_path / "stored" / "encodec")
-    assert rep.vectors(ids).shape == (len(ids), 8)
+    assert ids.shape == (rep.n_frames(len(y)), 2) and rep.frames_per_second == frames_per_second
+    assert rep.config_dict()["checkpoint_sha1"] == _sha256(stored)
+    assert rep.vectors(ids).shape == (len(ids), dim)
     block = rep.to_block()
-    assert "model.safetensors" not in str(block) and block["codec"]["path"] == str(tmp_path / "stored" / "encodec")
+    assert "model.safetensors" not in str(block) and block["codec"]["path"] == str(stored)
     source = tmp_path / "run" / "encoder.pt"
     again = VQTokens.from_block(block, source=str(source))  # the folder where it was
     np.testing.assert_array_equal(again.encode(y), ids)
     assert again.codebooks == 2
     (tmp_path / "run").mkdir()
-    shutil.move(tmp_path / "stored" / "encodec", tmp_path / "run" / "encodec")  # moved beside the encoder file
+    shutil.move(stored, beside)  # moved beside the encoder file
     np.testing.assert_array_equal(VQTokens.from_block(block, source=str(source)).encode(y), ids)
-    shutil.rmtree(tmp_path / "run" / "encodec")
+    shutil.rmtree(beside)
     with pytest.raises(CheckpointError, match="its tokenizer is missing"):
         VQTokens.from_block(block, source=str(source))
-    _changed_copy(folders["encodec_24k"], tmp_path / "run" / "encodec")
+    _changed_copy(folders[name], beside)
     with pytest.raises(CheckpointError, match="different codec") as e:
         VQTokens.from_block(block, source=str(source))
-    assert block["codec"]["sha256"] in str(e.value) and _sha256(tmp_path / "run" / "encodec") in str(e.value)
+    assert block["codec"]["sha256"] in str(e.value) and _sha256(beside) in str(e.value)
 
 
 def test_extract_tokens_cli(folders, tmp_path, capsys):

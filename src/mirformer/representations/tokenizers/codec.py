@@ -2,7 +2,7 @@
 
 A codec folder is what ``save_pretrained`` writes and the official model pages distribute:
 ``config.json`` and ``model.safetensors``. It is read offline (``local_files_only=True``); mirformer
-never downloads. One module per codec family (``encodec``, ``dac``, ``mimi``) subclasses
+never downloads. One module per codec family (``encodec``, ``dac``, ``mimi``, ``xcodec``) subclasses
 ``CodecTokenizer`` and registers itself for the config's ``model_type``: adding a codec is one
 file and its name in ``FAMILIES``.
 
@@ -24,7 +24,7 @@ import torch
 from mirformer.errors import CheckpointError, ConfigError
 from mirformer.representations.tokenizers.base import Tokenizer
 
-FAMILIES = ("encodec", "dac", "mimi")  # modules of this package, each registering its codecs
+FAMILIES = ("encodec", "dac", "mimi", "xcodec")  # modules of this package, each registering its codecs
 WEIGHTS = "model.safetensors"
 _CODECS: dict[str, type[CodecTokenizer]] = {}  # config model_type -> tokenizer class
 
@@ -118,7 +118,8 @@ class CodecTokenizer(Tokenizer):
     def __init__(self, model, *, source: str, identity: str, chunk_seconds: float = 10.0):
         assert chunk_seconds > 0, f"chunk_seconds must be > 0, got {chunk_seconds}"
         self.model, self.source, self.identity = model, source, identity
-        self.sample_rate = int(model.config.sampling_rate)
+        config = model.config  # X-Codec's names its rate ``sample_rate``, the others ``sampling_rate``
+        self.sample_rate = int(getattr(config, "sampling_rate", None) or config.sample_rate)
         self.chunk_seconds = chunk_seconds
         self._books: torch.Tensor | None = None
 
