@@ -39,7 +39,8 @@ def _tokenizer_args(p: argparse.ArgumentParser) -> None:
     """The tokenizer options of the commands that read one: its path, level and codebooks."""
     p.add_argument("--tokenizer", "--vqvae", required=True, dest="tokenizer", metavar="PATH",
                    help="a VQ-VAE checkpoint (OpenAI's vqvae.pth.tar or mirformer's) or a neural codec's folder "
-                        "(EnCodec, DAC or Mimi: config.json + model.safetensors, as save_pretrained writes them)")
+                        "(EnCodec, DAC, Mimi or X-Codec: config.json + model.safetensors, as save_pretrained "
+                        "writes them)")
     p.add_argument("--level", type=int, help="a VQ-VAE's level (default: the top one; Jukebox: 2, hop 128)")
     p.add_argument("--codebooks", type=int, metavar="N", help="read the first N codebooks (default: all it has)")
     p.add_argument("--trust-checkpoint", action="store_true",
@@ -382,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--top-db", type=float, help="dynamic range below the peak (dB, default 80)")
     m.set_defaults(func=cmd_extract)
 
-    for command, name, text in (("tokens", "vq-tokens", "token ids, one int16 (or int32) .npy per file, of shape (frames,) "
-                                 "for one codebook, (frames, N) for N"),
+    for command, name, text in (("tokens", "vq-tokens", "token ids, one int16 (or int32) .npy per file, of shape "
+                                 "(frames,) for one codebook, (frames, N) for N"),
                                 ("codebooks", "vq-codebooks",
                                  "quantised vectors (the sum of the codebooks' vectors), one float32 .npy of "
                                  "shape (frames, dim) per file")):

@@ -2,7 +2,7 @@
 
 The tokenizer (``tokenizers.open_tokenizer``) is a VQ-VAE checkpoint (OpenAI's official
 ``vqvae.pth.tar``, or one mirformer trained, with one or several residual codebooks per level) or
-a neural codec's folder (EnCodec, DAC, Mimi, as ``save_pretrained`` writes them). In a comparison
+a neural codec's folder (EnCodec, DAC, Mimi, X-Codec, as ``save_pretrained`` writes them). In a comparison
 without one, a VQ-VAE is first trained on the dataset's training split. The tokenizer's identity
 (its weights' hash) goes into ``config_dict``, so a feature store never mixes two tokenizers' ids;
 an encoder file carries the tokenizer itself.
