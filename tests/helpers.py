@@ -154,3 +154,27 @@ def counts(report, task: str | None) -> dict:
     from mirformer.tasks.base import label_counts
 
     return label_counts(task, report.good)
+
+
+# A tiny raw-waveform encoder's shape: hop 20 (strides 5, 2, 2), receptive field 40 samples.
+TINY_ENCODER = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                    conv_dim=(8, 8, 8), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), num_conv_pos_embeddings=16,
+                    num_conv_pos_embedding_groups=2)
+
+
+def tiny_hf_encoder(folder, *, family: str = "wav2vec2", sample_rate: int = 8000, normalise: bool = True,
+                    seed: int = 0, **settings) -> Path:
+    """A random-weight ``transformers`` audio encoder of ``family`` (wav2vec2, hubert, wavlm,
+    data2vec-audio) saved as its model pages are (``save_pretrained``: config.json,
+    model.safetensors, preprocessor_config.json)."""
+    import transformers
+
+    config_class = {"wav2vec2": transformers.Wav2Vec2Config, "hubert": transformers.HubertConfig,
+                    "wavlm": transformers.WavLMConfig, "data2vec-audio": transformers.Data2VecAudioConfig}[family]
+    if family == "data2vec-audio":  # its position embedding is a stack of convolutions: two small ones
+        settings = {"num_conv_pos_embeddings": 2, "conv_pos_kernel_size": 5, **settings}
+    torch.manual_seed(seed)
+    model = transformers.AutoModel.from_config(config_class(**{**TINY_ENCODER, **settings}))
+    model.save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=sample_rate, do_normalize=normalise).save_pretrained(folder)
+    return Path(folder)

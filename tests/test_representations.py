@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import random_vqvae
+from helpers import random_vqvae, tiny_hf_encoder
 from mirformer.datasets.base import Track
 from mirformer.representations import REPRESENTATIONS
 from mirformer.representations.store import FeatureStore
@@ -18,6 +18,7 @@ SR = 8000
 def _examples(tmp_path_factory) -> dict:
     """One small instance of every registered representation, at 8 kHz where it has a choice."""
     from mirformer.representations.cqt import CQT, CQTConfig
+    from mirformer.representations.hf_encoder import HFEncoder, HFEncoderConfig
     from mirformer.representations.mel import LogMel, MelConfig
     from mirformer.representations.vq import VQCodebookVectors, VQTokens
     from mirformer.representations.waveform import Waveform
@@ -29,6 +30,8 @@ def _examples(tmp_path_factory) -> dict:
         "vq-tokens": VQTokens(vq),
         "vq-codebooks": VQCodebookVectors(vq, level=0),
         "waveform": Waveform(SR),
+        "hf-encoder": HFEncoder(HFEncoderConfig(path=str(tiny_hf_encoder(tmp_path_factory.mktemp("hf") / "wav2vec2")),
+                                                max_seconds=1.0)),  # 2.3 s signals: windows too
     }
 
 
