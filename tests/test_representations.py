@@ -18,6 +18,7 @@ SR = 8000
 def _examples(tmp_path_factory) -> dict:
     """One small instance of every registered representation, at 8 kHz where it has a choice."""
     from mirformer.representations.cqt import CQT, CQTConfig
+    from mirformer.representations.hear_module import HearModule
     from mirformer.representations.mel import LogMel, MelConfig
     from mirformer.representations.vq import VQCodebookVectors, VQTokens
     from mirformer.representations.waveform import Waveform
@@ -29,6 +30,7 @@ def _examples(tmp_path_factory) -> dict:
         "vq-tokens": VQTokens(vq),
         "vq-codebooks": VQCodebookVectors(vq, level=0),
         "waveform": Waveform(SR),
+        "hear": HearModule("hear_toy"),  # tests/hear_toy.py: a tiny HEAR module at 8 kHz
     }
 
 
