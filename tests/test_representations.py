@@ -18,6 +18,7 @@ SR = 8000
 def _examples(tmp_path_factory) -> dict:
     """One small instance of every registered representation, at 8 kHz where it has a choice."""
     from mirformer.representations.cqt import CQT, CQTConfig
+    from mirformer.representations.hear_module import HearModule
     from mirformer.representations.hf_encoder import HFEncoder, HFEncoderConfig
     from mirformer.representations.mel import LogMel, MelConfig
     from mirformer.representations.vq import VQCodebookVectors, VQTokens
@@ -32,6 +33,7 @@ def _examples(tmp_path_factory) -> dict:
         "waveform": Waveform(SR),
         "hf-encoder": HFEncoder(HFEncoderConfig(path=str(tiny_hf_encoder(tmp_path_factory.mktemp("hf") / "wav2vec2")),
                                                 max_seconds=1.0)),  # 2.3 s signals: windows too
+        "hear": HearModule("hear_toy"),  # tests/hear_toy.py: a tiny HEAR module at 8 kHz
     }
 
 
