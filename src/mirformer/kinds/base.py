@@ -66,7 +66,7 @@ class InputSpec:
         """(training window, evaluation window) in frames, at ``rate`` frames per second (None:
         the rate the representation's config gives)."""
         rate = representation_class(self.representation).frame_rate(self.config) if rate is None else rate
-        window = self.window or round(cfg.window_seconds * rate)
+        window = self.window or max(1, round(cfg.window_seconds * rate))  # rate 0: one vector per clip
         return window, self.eval_window or window
 
 

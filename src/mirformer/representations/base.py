@@ -12,7 +12,10 @@ is one registered class in its own file of this package, declaring:
 - its feature ``layout`` (continuous frames of ``dim`` values, or ids with a vocabulary and a
   number of codebooks) and storage ``dtype``;
 - its default scaling and the statistics it fits on a training split (``fit_statistics``);
-- what it writes into an encoder file and reads back (``to_block`` / ``from_block``).
+- what it writes into an encoder file and reads back (``to_block`` / ``from_block``);
+- for an external representation (another's encoder, precomputed embeddings), the prefix a
+  ``--representation`` spec names it by (``spec_prefix``, see ``parse_spec``), how many layers a
+  frame stacks (``layers``), and how one track is read (``read``) and checked (``check_tracks``).
 
 The pipeline, the encoder file, ``embed`` and ``mirformer.hear`` use only this interface.
 """
@@ -28,7 +31,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import yaml
 
+from mirformer.audio import load_audio
 from mirformer.errors import ConfigError
 
 
@@ -103,6 +108,12 @@ class Representation(ABC):
         The dataclass of that config.
     default_scaling : str
         One of ``SCALINGS``.
+    spec_prefix : str or None
+        How a ``--representation`` spec names it (``"hf"`` in ``hf:models/hubert,layer=all``);
+        the value after the colon sets the config field ``spec_field``.
+    frames_from_samples : bool
+        Whether ``n_frames`` follows from a track's length (False for precomputed frames, whose
+        count only their file knows).
 
     Attributes
     ----------
@@ -112,6 +123,9 @@ class Representation(ABC):
     layout : Layout
     dtype : numpy dtype
         How the feature store keeps the frames.
+    layers : int
+        Layers a frame stacks: ``dim = layers * width``, the first layer's ``width`` values first
+        (1 for a single representation; an encoder's every hidden state with ``layer: all``).
     """
 
     name: ClassVar[str]
@@ -122,11 +136,15 @@ class Representation(ABC):
     config_key: ClassVar[str | None] = None
     config_class: ClassVar[type | None] = None
     default_scaling: ClassVar[str] = "standardise"
+    spec_prefix: ClassVar[str | None] = None
+    spec_field: ClassVar[str] = "path"
+    frames_from_samples: ClassVar[bool] = True
 
     sample_rate: int
     frames_per_second: float
     layout: Layout
     dtype: np.dtype = np.dtype(np.float32)
+    layers: int = 1
 
     # ---- configuration ------------------------------------------------------------------------
     @classmethod
@@ -195,6 +213,17 @@ class Representation(ABC):
     def dim(self) -> int:
         """Values per continuous frame (0 for ids and scalars)."""
         return self.layout.dim
+
+    # ---- tracks of a dataset ------------------------------------------------------------------
+    def check_tracks(self, tracks: list) -> None:
+        """Raise ``ConfigError`` naming every track (``id``, ``path``) this representation cannot
+        read, before any is stored; nothing to check for a representation of the audio itself."""
+
+    def read(self, track) -> tuple[np.ndarray, int]:
+        """The frames of one track and its length in samples at ``sample_rate``: its audio file
+        decoded and encoded. Raises ``AudioError`` for a file that cannot be used."""
+        y = load_audio(track.path, sr=self.sample_rate)
+        return self.encode(y), len(y)
 
     # ---- statistics ---------------------------------------------------------------------------
     def fit_statistics(self, store, train_ids: list[str], *, scaling: str | None = None) -> Statistics:
@@ -303,6 +332,32 @@ def register_representation(cls):
     """Class decorator: make a representation available by its ``name``."""
     REPRESENTATIONS[cls.name] = cls
     return cls
+
+
+def parse_spec(spec: str) -> tuple[type[Representation], Any]:
+    """A ``--representation`` spec -> (its class, its config).
+
+    ``PREFIX:VALUE[,KEY=VALUE...]``: the representation whose ``spec_prefix`` is PREFIX, VALUE its
+    ``spec_field`` and each KEY another field of its config, read as YAML (``layer=all``,
+    ``layer=3``, ``trust_remote_code=true``). Example: ``hear:mirformer.hear,weights=enc.pt``.
+    """
+    prefixes = {cls.spec_prefix: cls for cls in REPRESENTATIONS.values() if cls.spec_prefix}
+    prefix, sep, rest = spec.partition(":")
+    if not sep or prefix not in prefixes or not rest:
+        raise ConfigError(f"representation spec {spec!r} must be PREFIX:VALUE[,KEY=VALUE...] with PREFIX one of "
+                          f"{sorted(prefixes)}, e.g. hf:models/hubert,layer=all")
+    cls = prefixes[prefix]
+    value, *options = rest.split(",")
+    types = {f.name: f.type for f in dataclasses.fields(cls.config_class)}
+    fields = set(types)
+    settings = {cls.spec_field: value}
+    for option in options:
+        key, eq, text = option.partition("=")
+        if not eq or key not in fields or key == cls.spec_field:
+            raise ConfigError(f"representation spec {spec!r}: {option!r} is not KEY=VALUE with KEY one of "
+                              f"{sorted(fields - {cls.spec_field})}")
+        settings[key] = text if types[key] in (str, "str") else yaml.safe_load(text)  # a path stays text
+    return cls, cls.config_class(**settings)
 
 
 def representation_class(name: str) -> type[Representation]:

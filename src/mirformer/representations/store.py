@@ -34,7 +34,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mirformer.atomic import atomic_path, write_json, write_text
-from mirformer.audio import load_audio
 from mirformer.errors import AudioError, MirformerError
 from mirformer.representations.base import Representation
 
@@ -77,15 +76,14 @@ def _note_failure(parts: Path, track_id: str, reason: str | None) -> None:
 
 
 def _encode_one(representation: Representation, track: Item, part: Path) -> tuple[str, str | None]:
-    """Worker: decode + encode one track into its part file; return (id, failure reason or None)."""
+    """Worker: read (decode + encode) one track into its part file; return (id, failure reason or None)."""
     try:
-        y = load_audio(track.path, sr=representation.sample_rate)
-        feats = representation.encode(y).astype(representation.dtype, copy=False)
+        feats, samples = representation.read(track)
     except AudioError as exc:
         return track.id, exc.cause
     with atomic_path(part) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, features=feats, samples=len(y))
+            np.savez(f, features=feats.astype(representation.dtype, copy=False), samples=samples)
     return track.id, None
 
 
@@ -253,11 +251,11 @@ class FeatureStore:
         rep = self.representation
         # Parts are opened one at a time (a large dataset has more parts than the process may keep
         # open), first for their lengths alone: a part's samples give its frames.
-        samples = {}
+        samples, lengths = {}, {}
         for t in new:
             with np.load(parts / _part_name(t.id)) as part:
                 samples[t.id] = int(part["samples"])
-        lengths = {tid: rep.n_frames(n) for tid, n in samples.items()}
+                lengths[t.id] = rep.n_frames(samples[t.id]) if rep.frames_from_samples else len(part["features"])
         total = sum(n for _, n in old.values()) + sum(lengths.values())
         shape = (total, *rep.layout.frame_shape)
         index: dict[str, list[int]] = {}
