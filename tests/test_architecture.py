@@ -17,7 +17,9 @@ LAYERS = [
     {"representations", "tasks", "models", "objectives", "stats"},
     {"training", "kinds"},
     {"encoder_file"},
-    {"experiments", "embed", "hear"},
+    {"embed", "hear"},
+    {"encoder_states"},
+    {"experiments"},
     {"cli"},
 ]
 

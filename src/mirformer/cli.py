@@ -133,9 +133,12 @@ def cmd_evaluate(args) -> int:
     from mirformer.experiments.evaluate import check_input_overrides, run_evaluate
 
     cfg = _config(args)
+    if args.layer is not None:
+        layer = int(args.layer) if args.layer.lstrip("-").isdigit() else args.layer
+        cfg = replace(cfg, probe=replace(cfg.probe, layer=layer))
     check_input_overrides(cfg, _overrides(args), [Path(p) for p in args.encoder])
-    _print_results(run_evaluate(cfg, args.encoder, modes=args.mode, baseline=args.baseline, run_dir=args.out,
-                                progress=not args.quiet))
+    _print_results(run_evaluate(cfg, args.encoder, representations=args.representation, modes=args.mode,
+                                baseline=args.baseline, run_dir=args.out, progress=not args.quiet))
     return 0
 
 
@@ -328,10 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="fine-tune or probe encoder checkpoints on a downstream task; one table")
     _run_args(ev, preset="downstream data, task and fine-tuning settings",
               out="run folder (default: $MIRFORMER_HOME/runs/evaluate-<preset>-<hash>)")
-    ev.add_argument("--encoder", action="append", required=True, metavar="CKPT",
+    ev.add_argument("--encoder", action="append", default=[], metavar="CKPT",
                     help="an encoder checkpoint (encoder.pt of `mirformer pretrain` or compare); repeat to compare")
+    ev.add_argument("--representation", action="append", default=[], metavar="SPEC",
+                    help="another representation, probed frozen (repeat): hear:MODULE[,weights=FILE], "
+                         "hf:DIR[,layer=N|all][,trust_remote_code=true], npy:DIR_OR_CSV[,frames_per_second=F], "
+                         "encoder:CKPT[,layer=N|all]")
+    ev.add_argument("--layer", help="probe layer by layer: a number, last, all (one probe per layer, chosen on "
+                                    "validation) or weighted (a learned mix); the encoders are then probed "
+                                    "through their frozen states too")
     ev.add_argument("--mode", action="append", choices=STRATEGIES,
-                    help="fine-tuning strategy (repeat; default: finetune.strategy)")
+                    help="fine-tuning strategy (repeat; default: finetune.strategy; representations: "
+                         "linear-probe and/or mlp-probe, default probe.strategies)")
     ev.add_argument("--baseline", action="store_true", help="add the reference setups (the MFCC baseline)")
     ev.set_defaults(func=cmd_evaluate)
 

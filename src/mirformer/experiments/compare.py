@@ -17,10 +17,12 @@ from mirformer import distributed
 from mirformer.experiments.downstream import Setup, stage_of
 from mirformer.experiments.evaluate import evaluate, finish
 from mirformer.experiments.prepare import Prepared, kinds_of, prepare
+from mirformer.experiments.probes import probe_setups, unique_labels
 from mirformer.experiments.pretrain import pretrain_kinds
 from mirformer.experiments.run import default_run_dir, start_run
 from mirformer.experiments.sweep import Variant, variants
 from mirformer.kinds import KINDS
+from mirformer.kinds.probe import probe_inputs
 
 
 def run_compare(cfg, run_dir: Path | None = None, *, progress: bool = True) -> dict:
@@ -32,8 +34,9 @@ def run_compare(cfg, run_dir: Path | None = None, *, progress: bool = True) -> d
     distributed.launch(cfg.trainer)  # every rank runs what follows; rank 0 alone writes the run folder
     run_dir = start_run(run_dir or default_run_dir(cfg), cfg)  # a batch that does not divide fails here
     everything, results = None, {}
-    for variant in variants(cfg):  # one, unless a setting is swept
-        prepared, setups, histories = _variant(variant, run_dir, progress=progress)
+    for i, variant in enumerate(variants(cfg)):  # one, unless a setting is swept
+        # The probed representations do not depend on a swept setting: they run once, with the first.
+        prepared, setups, histories = _variant(variant, run_dir, probes=i == 0, progress=progress)
         for name, result in evaluate(setups, prepared, run_dir).items():
             results[name] = {**result, "sweep": variant.about(cfg.sweep.key)} if variant.tag else result
             if name in histories:  # the pretraining curves beside the fine-tuning's
@@ -45,14 +48,18 @@ def run_compare(cfg, run_dir: Path | None = None, *, progress: bool = True) -> d
     return finish(everything, results, run_dir, t0)
 
 
-def _variant(variant: Variant, run_dir: Path, *, progress: bool) -> tuple[Prepared, list[Setup], dict]:
-    """Pretrain what ``variant``'s setups start from and prepare their inputs; return the prepared
-    data, its setups (names and input names ending in the variant's tag) and the pretraining
-    histories of the pretrained ones, by setup."""
+def _variant(variant: Variant, run_dir: Path, *, probes: bool, progress: bool) -> tuple[Prepared, list[Setup], dict]:
+    """Pretrain what ``variant``'s setups start from and prepare their inputs (with ``probes``, the
+    probed representations too); return the prepared data, its setups (names and input names
+    ending in the variant's tag) and the pretraining histories of the pretrained ones, by setup."""
     cfg, tag = variant.cfg, variant.tag
     pretrained = pretrain_kinds(cfg, kinds_of(cfg, pretrained=True), run_dir, tag=tag, progress=progress)
-    prepared = prepare(cfg, encoders=[path for path, _ in pretrained.values()], progress=progress).tagged(tag)
-    setups, histories = [], {}
+    specs = cfg.representations if probes else []
+    prepared = prepare(cfg, encoders=[path for path, _ in pretrained.values()], inputs=probe_inputs(cfg, specs),
+                       progress=progress).tagged(tag)
+    setups = probe_setups(cfg, prepared, {s + tag: label for s, label in unique_labels(specs).items()},
+                          cfg.probe.strategies)
+    histories = {}
     for kind in KINDS.values():
         for name, mode in kind.setups().items():
             if name not in cfg.setups:

@@ -79,6 +79,9 @@ class SharedConfig:
     scratch: DownstreamConfig = field(default_factory=lambda: DownstreamConfig(epochs=10,
                                                                                optim=OptimConfig(warmup=8000)))
     setups: list = field(default_factory=lambda: list(SETUPS))
+    # Other representations, probed frozen beside the setups (specs: hf:DIR, hear:MODULE, npy:DIR,
+    # encoder:CKPT; see the probe section for how).
+    representations: list = field(default_factory=list)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     workers: int = 2  # processes for rendering and feature extraction
     eval_batch_size: int = 32

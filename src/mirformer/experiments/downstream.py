@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -35,13 +35,15 @@ from mirformer.training.strategies import head_for
 @dataclass(frozen=True)
 class Setup:
     """A row of the report: ``kind`` trained with ``stage`` (None for a kind that fits itself),
-    from the encoder file ``encoder`` or from scratch, reading the prepared input ``input``."""
+    from the encoder file ``encoder`` or from scratch, reading the prepared input ``input``;
+    ``about`` goes into its result as it is (a probe's representation and layer)."""
 
     name: str
     kind: Kind
     stage: DownstreamConfig | None = None
     encoder: Path | None = None
     input: str | None = None
+    about: dict = field(default_factory=dict)
 
 
 def stage_of(cfg, mode: str) -> DownstreamConfig:
@@ -97,7 +99,7 @@ def _train(setup: Setup, prepared: Prepared, run_dir: Path) -> dict:
     best = max(trained, key=lambda p: p["best"].get(f"val_{monitor}", float("-inf")))
     result = {"name": setup.name, "model": setup.kind.name, "input": setup.input, "pretrained": setup.encoder is not None,
               "task": task.name, "strategy": stage.strategy, "pooling": stage.pooling, "checkpoint": best["checkpoint"],
-              "history": best["history"], "seconds": time.time() - t0}
+              "history": best["history"], "seconds": time.time() - t0, **setup.about}
     if len(points) > 1:
         result["grid"] = [{k: p[k] for k in ("batch_size", "lr", "best", "checkpoint")} for p in trained]
         result["selected"] = {"batch_size": best["batch_size"], "lr": best["lr"], "monitor": f"val_{monitor}"}

@@ -21,9 +21,11 @@ from mirformer.encoder_file import read_encoder
 from mirformer.errors import ConfigError
 from mirformer.experiments.downstream import Setup, run_setup
 from mirformer.experiments.prepare import Prepared, prepare
+from mirformer.experiments.probes import probe_setups, unique_labels
 from mirformer.experiments.questions import evidence_of_run
 from mirformer.experiments.run import config_hash, log, start_run
 from mirformer.kinds import KINDS
+from mirformer.kinds.probe import PROBES, probe_inputs
 
 
 def evaluate(setups: list[Setup], prepared: Prepared, run_dir: Path) -> dict[str, dict]:
@@ -102,29 +104,43 @@ def encoder_labels(encoders: list[Path]) -> dict[Path, str]:
     return labels
 
 
-def run_evaluate(cfg, encoders: list[str | Path], *, modes: list[str] | None = None, baseline: bool = False,
-                 run_dir: Path | None = None, progress: bool = True) -> dict:
+def run_evaluate(cfg, encoders: list[str | Path] = (), *, representations: list[str] = (),
+                 modes: list[str] | None = None, baseline: bool = False, run_dir: Path | None = None,
+                 progress: bool = True) -> dict:
     """``mirformer evaluate``: fine-tune or probe every encoder in every mode (default:
     ``finetune.strategy``) on ``cfg``'s data and task, with ``finetune``'s pooling, head and grid;
-    with ``baseline``, every reference kind (the MFCC baseline) too; one run folder and report.
+    probe every representation spec (``experiments.probes``) with the probing modes among
+    ``modes`` (default: ``probe.strategies``) at ``probe``'s layer and stage; with ``baseline``,
+    every reference kind (the MFCC baseline) too; one run folder and report.
+
+    With ``probe.layer`` set (not None), the encoders are probed as representations too: their
+    frozen states (``encoder:PATH``), layer by layer or mixed, as any external encoder.
 
     Returns the results on rank 0, ``{}`` on the other ranks of a DDP run.
     """
     t0 = time.time()
-    encoders = [Path(p) for p in encoders]
-    if not encoders:
-        raise ConfigError("evaluate needs at least one --encoder checkpoint")
-    labels = encoder_labels(encoders)
+    encoders, representations = [Path(p) for p in encoders], list(representations)
+    if not encoders and not representations:
+        raise ConfigError("evaluate needs at least one --encoder checkpoint or --representation")
     modes = modes or [cfg.finetune.strategy]
+    probing = [m for m in modes if m in PROBES] or cfg.probe.strategies
+    labels = encoder_labels(encoders)
+    probed = {}
+    if cfg.probe.layer is not None:  # the encoders' states, as any representation's
+        probed = {f"encoder:{path}": labels.pop(path) for path in encoders}
+        encoders = []
+    probed.update(unique_labels(representations, taken=list(probed.values())))
     references = [k for k in KINDS.values() if k.reference] if baseline else []
     cfg = replace(cfg, setups=[name for k in references for name in k.setups()])
     distributed.launch(cfg.trainer)
     if run_dir is None:
-        key = hashlib.sha1(json.dumps([config_hash(cfg), modes, [str(p.resolve()) for p in encoders]]).encode())
+        key = hashlib.sha1(json.dumps([config_hash(cfg), modes, [str(p.resolve()) for p in encoders],
+                                       sorted(probed)]).encode())
         run_dir = paths.runs_dir() / f"evaluate-{cfg.name}-{key.hexdigest()[:8]}"
-    run_dir = start_run(run_dir, cfg, encoders=[str(p) for p in encoders], modes=modes)
-    prepared = prepare(cfg, kinds=[], encoders=encoders, progress=progress)
+    run_dir = start_run(run_dir, cfg, encoders=[str(p) for p in encoders], representations=list(probed), modes=modes)
+    prepared = prepare(cfg, kinds=[], encoders=encoders, inputs=probe_inputs(cfg, list(probed)), progress=progress)
     setups = [Setup(f"{labels[path]}-{mode}", KINDS[prepared.encoders[str(path)].kind],
                     replace(cfg.finetune, strategy=mode), path, str(path)) for path in encoders for mode in modes]
+    setups += probe_setups(cfg, prepared, probed, probing)
     setups += [Setup(name, kind) for kind in references for name in kind.setups()]
     return finish(prepared, evaluate(setups, prepared, run_dir), run_dir, t0)

@@ -274,3 +274,35 @@ def plot_sweep(lines: dict, key: str, metric: str, path: str | Path, *, title: s
         ax2.grid(alpha=0.3)
         ax2.legend(frameon=False, fontsize=8)
     _save(fig, path)
+
+
+def plot_layers(groups: list[dict], metric: str, path: str | Path) -> None:
+    """Validation and test score against the layer, one panel per representation and strategy,
+    with 95% intervals; the layer chosen on validation marked.
+
+    Parameters
+    ----------
+    groups : list of dict
+        ``experiments.layers.layer_evidence``'s groups: ``representation``, ``strategy``,
+        ``layers`` (``[{"layer", "validation", "test"}]``, each score ``{"value", "low", "high"}``)
+        and ``chosen``.
+    metric : str
+    path : str or Path
+        PNG to write (atomically).
+    """
+    fig = Figure(figsize=(5.5 * len(groups), 4.0), layout="constrained")
+    for k, g in enumerate(groups):
+        ax = fig.add_subplot(1, len(groups), k + 1)
+        layers = np.array([r["layer"] for r in g["layers"]])
+        for j, split in enumerate(("validation", "test")):
+            ys = np.array([[r[split]["value"], r[split]["low"], r[split]["high"]] for r in g["layers"]])
+            ax.errorbar(layers + 0.08 * (j - 0.5), ys[:, 0], yerr=[ys[:, 0] - ys[:, 1], ys[:, 2] - ys[:, 0]],
+                        fmt="-o", ms=4, capsize=3, color=f"C{j}", label=split)
+        ax.axvline(g["chosen"], color="0.4", ls=":", lw=1.2, label=f"chosen on validation ({g['chosen']})")
+        ax.set_xticks(layers)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (95% interval)")
+        ax.set_title(f"{g['representation']}\n{g['strategy']}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+    _save(fig, path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from torch.utils.data import ConcatDataset, DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from mirformer import distributed, paths
+from mirformer import distributed, encoder_states, paths  # noqa: F401 - encoder_states registers the "encoder:" spec
 from mirformer.audio import too_short
 from mirformer.datasets.base import Dataset, Track
 from mirformer.datasets.registry import open_dataset
@@ -30,6 +30,7 @@ from mirformer.experiments.run import log
 from mirformer.experiments.sweep import variants
 from mirformer.experiments.tokenizer import train_tokenizer
 from mirformer.kinds import KINDS, InputSpec, ModelKind, parse_setup
+from mirformer.kinds.probe import probe_inputs
 from mirformer.representations import Representation, Statistics, representation_class
 from mirformer.representations.store import FeatureStore
 from mirformer.tasks import Task, make_task
@@ -153,16 +154,17 @@ class _Context:
 
 
 def prepare(cfg, *, data=None, labelled: bool = True, kinds: list[ModelKind] | None = None,
-            encoders: list[Path] = (), progress: bool = True) -> Prepared:
+            encoders: list[Path] = (), inputs: dict[str, InputSpec] | None = None, progress: bool = True) -> Prepared:
     """Open ``data`` (default: the config's) and prepare what ``kinds`` read under ``cfg`` (default:
-    every neural kind of its setups) and what the ``encoders`` files read.
+    every neural kind of its setups), the ``inputs`` given by name (a probe's representations) and
+    what the ``encoders`` files read.
 
     ``labelled=False`` prepares it for pretraining: only its training and validation splits are
     needed and its labels are never read.
     """
     progress = progress and distributed.is_main()
     kinds = kinds_of(cfg) if kinds is None else kinds
-    specs = input_specs(cfg, kinds)
+    specs = {**input_specs(cfg, kinds), **(inputs or {})}
     # Bad settings and unreadable checkpoints fail here, before any data is built or tokenizer trained.
     for spec in specs.values():
         representation_class(spec.representation).check_config(spec.config)
@@ -186,6 +188,7 @@ def prepare(cfg, *, data=None, labelled: bool = True, kinds: list[ModelKind] | N
         for kind in kinds:
             if kind.input(cfg).name == name:
                 kind.check_input(rep)
+        rep.check_tracks(tracks)  # precomputed files against the dataset, before anything is stored
         window, eval_window = spec.frames(cfg, rep.frames_per_second)
         _add_input(prepared, name, Input(rep, _store(dataset, rep), window, eval_window, spec.scaling), tracks,
                    d.min_seconds)
@@ -248,7 +251,7 @@ def extract_stores(cfg, *, shard: tuple[int, int] | None = None, consolidate: bo
     """Fill the feature stores ``cfg`` reads ahead of training, in shards: N processes on one machine
     or N cluster jobs (``mirformer extract store --shard K/N``) each encode a disjoint share of the
     tracks into one store folder; whichever finishes last writes the memory-mapped store (every
-    value of a swept setting's). With
+    value of a swept setting's, and the probed ``representations``'). With
     ``consolidate``, only fold the parts written so far into the stores. Returns each input's
     store folder and state.
 
@@ -261,12 +264,15 @@ def extract_stores(cfg, *, shard: tuple[int, int] | None = None, consolidate: bo
     states = {}
     specs = {name + run.tag: spec for run in variants(cfg)
              for name, spec in input_specs(run.cfg, kinds_of(run.cfg)).items()}
+    specs.update(probe_inputs(cfg, cfg.representations))
     for name, spec in specs.items():
         cls = representation_class(spec.representation)
         if cls.needs_training(spec.config):
             states[name] = f"skipped: {cls.name} trains first, in `mirformer compare`, which then extracts its store"
             continue
-        store = _store(dataset, cls.from_config(spec.config, context=None, dtype=cfg.feature_dtype))
+        rep = cls.from_config(spec.config, context=None, dtype=cfg.feature_dtype)
+        rep.check_tracks(tracks)
+        store = _store(dataset, rep)
         if consolidate:
             done = store.consolidate(tracks)
         else:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mirformer import stats
+from mirformer.experiments.layers import layer_evidence
 from mirformer.experiments.outputs import load_outputs
 from mirformer.kinds import KINDS
 from mirformer.representations import REPRESENTATIONS
@@ -125,8 +126,10 @@ def evidence_of_run(results: dict, run_dir: Path, *, seed: int = 0, n_resamples:
         family = [t for t in tests if t["question"] == question]
         for t, adjusted in zip(family, stats.holm([t["p"] for t in family])):
             t.update(p_holm=adjusted, family=len(family))
+    layers = layer_evidence(results, run_dir, task, intervals, seed=seed, n_resamples=n_resamples,
+                            n_permutations=n_permutations)
     return {"split": "test", "confidence": stats.CONFIDENCE, "n_resamples": n_resamples,
             "n_permutations": n_permutations, "seed": seed,
             "method": "percentile bootstrap over clips (stratified by class for classification); "
                       "paired permutation test, two-sided; Holm's adjustment over each question's tests",
-            "intervals": intervals, "paired": tests}
+            "intervals": intervals, "paired": tests, **({"layers": layers} if layers else {})}

@@ -14,7 +14,7 @@ import numpy as np
 from mirformer.atomic import write_text
 from mirformer.errors import ConfigError
 from mirformer.experiments.plots import (METRIC_LABELS, plot_confusion, plot_curves, plot_forest, plot_modes,
-                                         plot_sweep)
+                                         plot_layers, plot_sweep)
 from mirformer.representations import representation_class
 from mirformer.tasks import Task, make_task
 from mirformer.tasks.base import metric_of
@@ -233,6 +233,33 @@ def _sweep_lines(results: dict, out: Path) -> list[str]:
     return md + [""]
 
 
+def _layer_lines(results: dict, out: Path) -> list[str]:
+    """Layer by layer (``experiments.layers``): validation and test score against the layer per
+    representation and strategy (``layers.png``), the chosen layer and where it stands on test."""
+    groups = (results.get("evidence") or {}).get("layers")
+    if not groups:
+        return []
+    metric = METRIC_LABELS.get(results["monitor"], results["monitor"])
+    plot_layers(groups, results["monitor"], out / "layers.png")
+    md = ["## Layer by layer", "", "One probe per layer; the layer is chosen on validation, and every layer is "
+          f"scored on test. ![validation and test {metric} against the layer](layers.png)", ""]
+    for g in groups:
+        chosen = next(r for r in g["layers"] if r["layer"] == g["chosen"])
+        stand = ("is also the best on test" if g["best_on_test"] == g["chosen"] else
+                 f"ranks {g['rank_on_test']} of {len(g['layers'])} on test; against the best there, layer "
+                 f"{g['best_on_test']}, chosen - best = {g['chosen_vs_best']['difference']:+.2f} "
+                 f"[{g['chosen_vs_best']['low']:+.2f}, {g['chosen_vs_best']['high']:+.2f}], "
+                 f"p = {g['chosen_vs_best']['p']:.3f}")
+        md += [f"### `{g['representation']}`, {g['strategy']}", "",
+               f"Chosen on validation: layer {g['chosen']} (test {metric} {_fmt(chosen['test']['value'], chosen['test'])}); "
+               f"it {stand}.", "", f"| layer | validation {metric} | test {metric} |", "|---:|---:|---:|"]
+        md += [f"| {r['layer']}{' (chosen)' if r['layer'] == g['chosen'] else ''} | "
+               f"{_fmt(r['validation']['value'], r['validation'])} | {_fmt(r['test']['value'], r['test'])} |"
+               for r in g["layers"]]
+        md += [""]
+    return md
+
+
 def _examples_lines(results: dict) -> list[str]:
     """The pictures pretraining stages drew of their validation examples (input, masked, reconstruction)."""
     lines = []
@@ -295,6 +322,7 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     md += ["## Scores (clip level: window outputs averaged per clip)", "", table]
     md += _evidence_lines(results, out)
     md += _sweep_lines(results, out)
+    md += _layer_lines(results, out)
     grid = _grid_lines(setups)
     if grid:
         md += ["## Fine-tuning grid (selected on validation; only the selected setting is scored on test)", "",

@@ -51,8 +51,8 @@ class InputSpec:
     ``name`` is the input's name in results; ``representation`` a registered representation and
     ``config`` its config. ``scaling`` is one of ``representations.base.SCALINGS`` (None: the
     representation's default). ``window`` is the frames of a training window (None: the
-    comparison's ``window_seconds``); ``eval_window`` the frames of an evaluation window (None:
-    ``window``).
+    comparison's ``window_seconds``, or ``seconds`` when set); ``eval_window`` the frames of an
+    evaluation window (None: ``window``).
     """
 
     name: str
@@ -61,12 +61,13 @@ class InputSpec:
     scaling: str | None = None
     window: int | None = None
     eval_window: int | None = None
+    seconds: float | None = None
 
     def frames(self, cfg: Comparison, rate: float | None = None) -> tuple[int, int]:
         """(training window, evaluation window) in frames, at ``rate`` frames per second (None:
         the rate the representation's config gives)."""
         rate = representation_class(self.representation).frame_rate(self.config) if rate is None else rate
-        window = self.window or max(1, round(cfg.window_seconds * rate))  # rate 0: one vector per clip
+        window = self.window or max(1, round((self.seconds or cfg.window_seconds) * rate))  # rate 0: one vector per clip
         return window, self.eval_window or window
 
 

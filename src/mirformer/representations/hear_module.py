@@ -92,6 +92,7 @@ class HearModule(Representation):
     """
 
     name, input_name, label, config_key, config_class = "hear", "hear", "HEAR module", "hear", HearConfig
+    spec_prefix, spec_field = "hear", "module"
     DTYPES = ("float32", "float16")
 
     def __init__(self, module: str, *, weights: str = "", dtype: str = "float32"):
