@@ -292,3 +292,18 @@ def test_an_encoder_file_refers_to_the_files(tmp_path, tracks):
     block["npy"]["path"] = str(tmp_path / "gone")
     with pytest.raises(CheckpointError, match="are missing"):
         Precomputed.from_block(block, source="enc.pt")
+
+
+def test_every_layer_of_a_model_is_stored_stacked(tmp_path, tracks):
+    """(frames, layers, width) arrays, as ``mirformer embed --layer all`` writes them: stored as
+    frames of layers x width values, first layer first, and declared as layers for a probe."""
+    rng = np.random.default_rng(1)
+    arrays = {i: rng.standard_normal((n, 3, 4)).astype(np.float32) for i, n in FRAMES.items()}
+    rep = _rep(f"npy:{_folder(tmp_path / 'emb', arrays)},frames_per_second=25")
+    assert (rep.layers, rep.dim) == (3, 12)
+    store = _stored(rep, tracks, tmp_path / "features")
+    for i, a in arrays.items():
+        np.testing.assert_array_equal(store.get(i), a.reshape(len(a), 12))
+    _save(tmp_path / "emb" / "jazz.00003.npy", rng.standard_normal((61, 4, 3)).astype(np.float32))
+    rep = _rep(f"npy:{tmp_path / 'emb'},frames_per_second=25")
+    assert "jazz.00003 (4 x 3)" in _refusal(rep, tracks)

@@ -4,8 +4,9 @@
 sub-folder path: GTZAN's ``blues/blues.00001`` is ``blues/blues.00001.npy``), or a manifest CSV
 with columns ``track_id,path`` and optionally ``times_path`` (paths relative to the CSV's folder,
 or absolute). An array is ``(frames, dim)``, with an optional ``<id>.times.npy`` beside it (frame
-centres in seconds, shape (frames,), increasing; a manifest's ``times_path``), or ``(dim,)``: one
-vector per clip, stored as one frame.
+centres in seconds, shape (frames,), increasing; a manifest's ``times_path``), or ``(frames,
+layers, width)``: every layer of a model, as ``mirformer embed --layer all`` writes them, stored
+stacked (``layers``), or ``(dim,)``: one vector per clip, stored as one frame.
 
 Frame rate: ``frames_per_second`` when given, else the times files' (each one's median spacing;
 a spacing uneven by more than 1 %, or a rate 1 % off the others', is refused), else 0 for clip
@@ -44,6 +45,7 @@ SAMPLE_RATE = 1000  # a millisecond clock: the store's seconds are samples / 100
 UNKNOWN_SECONDS = 3600.0  # a clip vector whose audio file cannot be read (see the module's docstring)
 RATE_TOLERANCE = 0.01  # uneven spacing, or a rate off the others', beyond this share is refused
 TIMES_SUFFIX = ".times.npy"
+SHAPES = {2: "(frames, dim)", 3: "(frames, layers, width)", 1: "(dim,)"}  # by ndim; ties go to the first
 MANIFEST_COLUMNS = ("track_id", "path")
 SCAN_VALUES = 1 << 22  # values per chunk when scanning an array for NaN / inf (32 MB as float64)
 LISTED = 10  # track ids named per problem; the rest are counted
@@ -82,8 +84,9 @@ class Survey:
 
     ``arrays`` / ``times``: each id's array file and times file (or None); ``shapes``: the readable
     arrays' shapes; ``ends``: each times file's last time (s); ``problems``: what single files
-    get wrong, heading -> {track id: detail}; ``dim``, ``clips`` (arrays are ``(dim,)``) and
-    ``rate`` (frames/s, 0 for clips): what most files agree on.
+    get wrong, heading -> {track id: detail}; ``ndim`` (1: clip vectors, 2: frames, 3: frames of
+    stacked layers), ``dim`` (values per stored frame), ``layers`` and ``rate`` (frames/s, 0 for
+    clips): what most files agree on.
     """
 
     source: Path
@@ -93,9 +96,14 @@ class Survey:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     ends: dict[str, float] = field(default_factory=dict)
     problems: dict[str, dict[str, str]] = field(default_factory=dict)
+    ndim: int = 2
     dim: int = 0
-    clips: bool = False
+    layers: int = 1
     rate: float = 0.0
+
+    @property
+    def clips(self) -> bool:
+        return self.ndim == 1
 
     def note(self, heading: str, track_id: str, detail: str) -> None:
         self.problems.setdefault(heading, {})[track_id] = detail
@@ -190,20 +198,27 @@ def _headers(s: Survey) -> None:
             s.note("unreadable", tid, f"{path.name} holds {getattr(a, 'dtype', type(a).__name__)}, not numbers")
         else:
             s.shapes[tid] = a.shape
-    ndims = [len(shape) for shape in s.shapes.values() if len(shape) in (1, 2)]
+    ndims = [len(shape) for shape in s.shapes.values() if len(shape) in SHAPES]
     if not ndims:
-        raise ConfigError(f"{s.source}: no readable (frames, dim) or (dim,) array among its {len(s.arrays)} files")
-    s.clips = ndims.count(1) > ndims.count(2)
-    want = 1 if s.clips else 2
-    dims = [shape[-1] for shape in s.shapes.values() if len(shape) == want]
-    s.dim = max(set(dims), key=dims.count)
+        raise ConfigError(f"{s.source}: no readable {' or '.join(SHAPES.values())} array among its "
+                          f"{len(s.arrays)} files")
+    s.ndim = max(SHAPES, key=ndims.count)  # the most common; ties go to (frames, dim)
+    tails = [_tail(shape) for shape in s.shapes.values() if len(shape) == s.ndim]
+    tail = max(set(tails), key=tails.count)
+    s.dim, s.layers = int(np.prod(tail)), tail[0] if s.ndim == 3 else 1
     for tid, shape in s.shapes.items():
-        if len(shape) != want:
-            s.note(f"not {'(dim,)' if s.clips else '(frames, dim)'} as most arrays are", tid, f"shape {shape}")
-        elif shape[-1] != s.dim:
-            s.note(f"not {s.dim} values per frame as most arrays have", tid, f"{shape[-1]}")
+        if len(shape) != s.ndim:
+            s.note(f"not {SHAPES[s.ndim]} as most arrays are", tid, f"shape {shape}")
+        elif _tail(shape) != tail:
+            s.note(f"not {' x '.join(map(str, tail))} values per frame as most arrays have", tid,
+                   " x ".join(map(str, _tail(shape))))
         elif not s.clips and shape[0] == 0:
             s.note("no frames", tid, f"shape {shape}")
+
+
+def _tail(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """What one frame of an array of ``shape`` holds: (dim,) or (layers, width)."""
+    return shape if len(shape) == 1 else shape[1:]
 
 
 def _spacing(t: np.ndarray, n_frames: int) -> tuple[str | None, float | None]:
@@ -235,7 +250,7 @@ def _rate(s: Survey, config: PrecomputedConfig) -> None:
     rates = {}
     for tid, shape in s.shapes.items():
         path = s.times[tid]
-        if len(shape) != 2 or path is None:
+        if len(shape) < 2 or path is None:
             continue
         try:
             t = np.asarray(np.load(path, allow_pickle=False), np.float64)
@@ -258,14 +273,14 @@ def _rate(s: Survey, config: PrecomputedConfig) -> None:
             s.note(f"times at another rate than {s.rate:.6g} frames/s", tid, f"{rate:.6g}")
     if fps is None:
         for tid, shape in s.shapes.items():
-            if len(shape) == 2 and s.times[tid] is None:
+            if len(shape) >= 2 and s.times[tid] is None:
                 s.note("no times file, and no frames_per_second= to read them without", tid, s.arrays[tid].name)
 
 
 def _scan(path: Path, *, limit: float) -> tuple[str | None, str | None]:
     """(NaN / infinite counts, count beyond ``limit``) of an array's values, read in chunks."""
     a = np.load(path, mmap_mode="r")
-    rows = a.reshape(len(a), -1) if a.ndim == 2 else a.reshape(1, -1)
+    rows = a.reshape(len(a), -1) if a.ndim >= 2 else a.reshape(1, -1)
     step = max(1, SCAN_VALUES // max(1, rows.shape[1]))
     nan = inf = beyond = 0
     for start in range(0, len(rows), step):
@@ -313,7 +328,7 @@ class Precomputed(Representation):
         self.config, self.dtype = config, np.dtype(dtype)
         self.survey = survey(config)
         self.frames_per_second = self.survey.rate
-        self.layout = Layout(dim=self.survey.dim)
+        self.layout, self.layers = Layout(dim=self.survey.dim), self.survey.layers
 
     # ---- from a spec --------------------------------------------------------------------------
     @classmethod
@@ -334,7 +349,7 @@ class Precomputed(Representation):
 
     def about(self) -> dict:
         s = self.survey
-        return {"path": str(s.source), "n_tracks": len(s.arrays), "dim": self.dim,
+        return {"path": str(s.source), "n_tracks": len(s.arrays), "dim": self.dim, "layers": self.layers,
                 "frames_per_second": self.frames_per_second, "fingerprint": s.fingerprint}
 
     @staticmethod
@@ -343,9 +358,10 @@ class Precomputed(Representation):
         rate = f"{a['frames_per_second']:.4g} frames/s" if a["frames_per_second"] else "one vector per clip"
         frames = a.get("window_frames") if a["frames_per_second"] else None  # a clip vector's window is itself
         window = f", windows of {frames} frames" if frames else ""
+        layers = f" ({a['layers']} layers stacked)" if a.get("layers", 1) > 1 else ""
         return ["## Precomputed embeddings", "",
-                f"Precomputed embeddings read from `{a['path']}`: {a['n_tracks']} tracks of {a['dim']} values, "
-                f"{rate}{window}.", ""]
+                f"Precomputed embeddings read from `{a['path']}`: {a['n_tracks']} tracks of {a['dim']} values"
+                f"{layers}, {rate}{window}.", ""]
 
     # ---- tracks of a dataset ------------------------------------------------------------------
     def check_tracks(self, tracks: list) -> None:
@@ -373,14 +389,14 @@ class Precomputed(Representation):
                               "(nothing was stored):\n" + "\n".join(lines))
 
     def read(self, track) -> tuple[np.ndarray, int]:
-        """One track's frames [shape=(frames, dim), or (1, dim) for a clip vector] as ``dtype``, and
+        """One track's frames [shape=(frames, dim), layers stacked, or (1, dim) for a clip vector] as ``dtype``, and
         its duration in milliseconds (see the module's docstring)."""
         s = self.survey
         if track.id not in s.arrays:
             raise ConfigError(f"{s.source} has no embeddings for track {track.id!r} (check_tracks lists them all)")
         a = np.asarray(np.load(s.arrays[track.id], allow_pickle=False), self.dtype)
         # A guard for a store filled without check_tracks: a wrong shape would shift every later track.
-        if a.shape[-1:] != (self.dim,) or a.ndim != (1 if s.clips else 2) or not np.isfinite(a).all():
+        if a.ndim != s.ndim or int(np.prod(_tail(a.shape))) != self.dim or not np.isfinite(a).all():
             raise ConfigError(f"{s.arrays[track.id]}: shape {a.shape} (expected {self.dim} values per frame) or NaN, "
                               f"infinite or beyond-{self.dtype.name} values (track {track.id}; check_tracks lists "
                               "every such track)")
