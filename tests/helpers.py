@@ -178,3 +178,55 @@ def tiny_hf_encoder(folder, *, family: str = "wav2vec2", sample_rate: int = 8000
     model.save_pretrained(folder)
     transformers.Wav2Vec2FeatureExtractor(sampling_rate=sample_rate, do_normalize=normalise).save_pretrained(folder)
     return Path(folder)
+
+
+def tiny_whisper(folder, *, seed: int = 0) -> Path:
+    """A random-weight Whisper (encoder and decoder) with its ``WhisperFeatureExtractor``, saved as
+    its model pages are: 16 kHz (its mel filters reach 8 kHz), 16 mel bins every 160 samples, 1 s
+    chunks (100 mel frames, 50 encoder frames of 320 samples), 2 encoder layers of width 16."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.WhisperConfig(num_mel_bins=16, d_model=16, encoder_layers=2, decoder_layers=1,
+                                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                                        decoder_ffn_dim=32, max_source_positions=50, max_target_positions=8,
+                                        vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                        decoder_start_token_id=1, begin_suppress_tokens=None, suppress_tokens=None)
+    transformers.AutoModel.from_config(config).save_pretrained(folder)
+    transformers.WhisperFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=160, chunk_length=1,
+                                         n_fft=400).save_pretrained(folder)
+    return Path(folder)
+
+
+def tiny_ast(folder, *, seed: int = 0) -> Path:
+    """A random-weight AST with its ``ASTFeatureExtractor``, saved as its model pages are: 16 kHz,
+    32 mel bins x 64 fbank frames, 16 x 16 patches with strides 10 (2 bands x 5 columns), 2 layers
+    of width 16."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.ASTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                                    patch_size=16, frequency_stride=10, time_stride=10, max_length=64, num_mel_bins=32)
+    transformers.AutoModel.from_config(config).save_pretrained(folder)
+    transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=64).save_pretrained(folder)
+    return Path(folder)
+
+
+def tiny_clap(folder, *, fusion: bool = False, seed: int = 0) -> Path:
+    """A random-weight CLAP (audio tower and text tower) with its ``ClapFeatureExtractor``, saved as
+    its model pages are: 16 kHz, 16 mel bins every 160 samples, 1 s inputs; a two-stage HTSAT whose
+    pooled output has 16 values; ``fusion``: the fused variant (truncation "fusion")."""
+    import transformers
+
+    torch.manual_seed(seed)
+    audio = dict(num_mel_bins=16, spec_size=64, window_size=4, patch_size=4, patch_stride=4,
+                 patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2],
+                 projection_dim=8, num_hidden_layers=2, enable_fusion=fusion)
+    text = dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                projection_dim=8, max_position_embeddings=32)
+    config = transformers.ClapConfig(text_config=text, audio_config=audio, projection_dim=8)
+    transformers.AutoModel.from_config(config).save_pretrained(folder)
+    transformers.ClapFeatureExtractor(feature_size=16, sampling_rate=16000, hop_length=160, max_length_s=1,
+                                      fft_window_size=400, frequency_max=8000,
+                                      truncation="fusion" if fusion else "rand_trunc").save_pretrained(folder)
+    return Path(folder)
