@@ -15,7 +15,7 @@ from mirformer.kinds import KINDS, MODES, known_setups, parse_setup
 from mirformer.representations import Statistics, representation_class
 from mirformer.representations.vq import VQTokens
 
-NEURAL = [k for k in KINDS.values() if k.neural]
+NEURAL = [k for k in KINDS.values() if k.pretrains]  # the probe has no encoder of its own: tests/test_probe.py
 SMALL = parse_overrides([
     "encoder={d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_len: 64}", "mel.n_mels=32", "window_seconds=0.2",
     "patchifier.model={n_mels: 32, filters: 4, decoder_width: 32, encoder: {d_model: 32, n_layers: 1, n_heads: 2, "
@@ -42,7 +42,7 @@ def _batch(rep, frames):
 
 
 def test_registry_order_and_setups():
-    assert list(KINDS) == ["spectroformer", "tokenformer", "codebookformer", "patchifier", "mfcc-linear"]
+    assert list(KINDS) == ["spectroformer", "tokenformer", "codebookformer", "patchifier", "probe", "mfcc-linear"]
     assert parse_setup("patchifier-linear-probe") == (KINDS["patchifier"], "linear-probe")
     assert parse_setup("mfcc-linear") == (KINDS["mfcc-linear"], None)
     assert len(known_setups()) == 4 * len(MODES) + 1

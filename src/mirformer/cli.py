@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(pt, preset="as for compare; its setups say which kinds pretrain (a separate pretraining set: "
                          "--set pretrain.data={name: audio, root: DIR})",
               out="run folder (default: the one `mirformer compare` with this config uses)")
-    pt.add_argument("--model", action="append", choices=[n for n, k in KINDS.items() if k.neural],
+    pt.add_argument("--model", action="append", choices=[n for n, k in KINDS.items() if k.pretrains],
                     help="a model kind to pretrain (repeat; default: the preset's)")
     pt.set_defaults(func=cmd_pretrain)
 

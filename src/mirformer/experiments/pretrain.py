@@ -121,7 +121,7 @@ def run_pretrain(cfg, *, kinds: list[str] | None = None, run_dir: Path | None = 
     per value of a sweep that changes their input; return each kind's encoder file, by kind name
     and sweep tag (in the run folder ``compare`` with ``cfg`` reuses)."""
     distributed.launch(cfg.trainer)
-    neural = {name: k for name, k in KINDS.items() if k.neural}
+    neural = {name: k for name, k in KINDS.items() if k.pretrains}
     unknown = sorted(set(kinds or ()) - set(neural))
     if unknown:
         raise ConfigError(f"unknown model kind(s) {unknown}; known: {sorted(neural)}")

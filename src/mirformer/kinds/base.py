@@ -105,6 +105,7 @@ class Kind(ABC):
     order: ClassVar[int]
     config_class: ClassVar[type]
     neural: ClassVar[bool] = True
+    pretrains: ClassVar[bool] = False  # has an encoder of its own to pretrain into an encoder file
     reference: ClassVar[bool] = False
     label: ClassVar[str] = ""
 
@@ -135,6 +136,7 @@ class ModelKind(Kind):
     uses, frozen downstream."""
 
     architecture: ClassVar[str]
+    pretrains = True
     reads: ClassVar[tuple[str, ...]] = ("frames",)
     head: ClassVar[str] = "linear"
     freezes: ClassVar[dict[str, tuple[str, ...]]] = FREEZES

@@ -57,6 +57,7 @@ class ProbeKind(ModelKind):
     """A probe reading layer ``layer`` of its input's stack (an index, or ``"weighted"``)."""
 
     name, order, config_class, architecture = "probe", 900, ProbeConfig, "probe"
+    pretrains = False  # the frames it reads are another model's, frozen
     freezes = {s: () for s in PROBES}  # nothing below the head to freeze: the frames are fixed
     pretraining_only = ()
 
