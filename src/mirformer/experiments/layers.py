@@ -36,7 +36,9 @@ def layer_evidence(results: dict, run_dir: Path, task, intervals: dict, *, seed:
                          "test": intervals[name][monitor]})
         chosen = max(rows, key=lambda r: r["validation"]["value"])  # the first of a tie
         best = max(rows, key=lambda r: r["test"]["value"])
-        group = {"representation": representation, "strategy": strategy, "metric": monitor, "layers": rows,
+        group = {"representation": representation, "label": setups[names[0]]["label"], "strategy": strategy,
+                 "metric": monitor,
+                 "layers": rows,
                  "chosen": chosen["layer"], "best_on_test": best["layer"],
                  "rank_on_test": 1 + sum(r["test"]["value"] > chosen["test"]["value"] for r in rows)}
         if best is not chosen:

@@ -283,7 +283,7 @@ def plot_layers(groups: list[dict], metric: str, path: str | Path) -> None:
     Parameters
     ----------
     groups : list of dict
-        ``experiments.layers.layer_evidence``'s groups: ``representation``, ``strategy``,
+        ``experiments.layers.layer_evidence``'s groups: ``label`` (the rows' name), ``strategy``,
         ``layers`` (``[{"layer", "validation", "test"}]``, each score ``{"value", "low", "high"}``)
         and ``chosen``.
     metric : str
@@ -302,7 +302,7 @@ def plot_layers(groups: list[dict], metric: str, path: str | Path) -> None:
         ax.set_xticks(layers)
         ax.set_xlabel("layer")
         ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (95% interval)")
-        ax.set_title(f"{g['representation']}\n{g['strategy']}", fontsize=9)
+        ax.set_title(f"{g['label']}, {g['strategy']}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False, fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     _save(fig, path)

@@ -44,7 +44,7 @@ def probe_setups(cfg, prepared, labels: dict[str, str], strategies: list[str]) -
             for layer in layers:
                 at = "" if cfg.probe.layer not in ("all", WEIGHTED) else (
                     f"-{layer}" if layer == WEIGHTED else f"-L{layer}")
-                about = {"representation": name, "layer": layer, "layers": rep.layers}
+                about = {"representation": name, "label": label, "layer": layer, "layers": rep.layers}
                 setups.append(Setup(f"{label}{at}-{strategy}", kind.at(layer),
                                     dataclasses.replace(stage, strategy=strategy), input=name, about=about))
     return setups

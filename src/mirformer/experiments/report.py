@@ -250,7 +250,7 @@ def _layer_lines(results: dict, out: Path) -> list[str]:
                  f"{g['best_on_test']}, chosen - best = {g['chosen_vs_best']['difference']:+.2f} "
                  f"[{g['chosen_vs_best']['low']:+.2f}, {g['chosen_vs_best']['high']:+.2f}], "
                  f"p = {g['chosen_vs_best']['p']:.3f}")
-        md += [f"### `{g['representation']}`, {g['strategy']}", "",
+        md += [f"### {g['label']}, {g['strategy']}", "", f"Representation `{g['representation']}`.", "",
                f"Chosen on validation: layer {g['chosen']} (test {metric} {_fmt(chosen['test']['value'], chosen['test'])}); "
                f"it {stand}.", "", f"| layer | validation {metric} | test {metric} |", "|---:|---:|---:|"]
         md += [f"| {r['layer']}{' (chosen)' if r['layer'] == g['chosen'] else ''} | "
