@@ -22,7 +22,7 @@ from mirformer.models.probe import Probe
 from mirformer.representations import REPRESENTATIONS, Layout, Representation
 from mirformer.representations.base import parse_spec
 
-from helpers import TINY
+from helpers import TINY, tiny_hf_encoder
 
 SR, HOP = 16000, 256
 PITCHES = {"low": 300.0, "mid": 600.0, "high": 1200.0}
@@ -194,6 +194,8 @@ def test_representations_are_refused_before_any_work(tmp_path):
         run_evaluate(_cfg(root), representations=["hear:no-such-module"], run_dir=tmp_path / "r", progress=False)
     with pytest.raises(ConfigError, match="at least one --encoder checkpoint or --representation"):
         run_evaluate(_cfg(root), run_dir=tmp_path / "r", progress=False)
+    with pytest.raises(ConfigError, match="--mode full would train them"):
+        run_evaluate(_cfg(root, "probe.layer=all"), [tmp_path / "enc.pt"], modes=["full"], progress=False)
     with pytest.raises(ConfigError, match="probe.strategies must list some of"):
         _cfg(root, "probe.strategies=[full]")
     assert not (tmp_path / "r" / "results.json").exists()
@@ -238,3 +240,19 @@ def test_precomputed_embeddings_are_checked_against_the_dataset_then_probed(tmp_
     for track in ("test/mid/1.wav", "train/low/3.wav", "validation/high/0.wav"):
         assert track in str(caught.value)
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_a_hugging_face_folder_is_probed_layer_by_layer(tmp_path):
+    """A tiny random HuBERT saved with ``save_pretrained``: every hidden state stored stacked in
+    one feature store, one probe per state, each reading its own slice."""
+    folder = tiny_hf_encoder(tmp_path / "hubert", family="hubert")
+    cfg = _cfg(_tone_folder(tmp_path / "tones"), "probe={layer: all, stage: {epochs: 2, pooling: mean}}")
+    results = run_evaluate(cfg, representations=[f"hf:{folder}"], run_dir=tmp_path / "run", progress=False)
+    rep = results["representations"][f"hf:{folder}"]
+    width = rep["about"]["hidden_size"]
+    assert rep["about"]["layer"] == "all" and rep["about"]["layers"] == 2  # 2 layers + the input: 3 states
+    assert list(results["setups"]) == [f"hf-hubert-L{i}-linear-probe" for i in range(3)]
+    for i in range(3):
+        head = torch.load(results["setups"][f"hf-hubert-L{i}-linear-probe"]["checkpoint"], weights_only=True)
+        assert head["state_dict"]["model.head.net.1.weight"].shape == (3, width)
+    assert [g["label"] for g in results["evidence"]["layers"]] == ["hf-hubert"]

@@ -122,6 +122,10 @@ def run_evaluate(cfg, encoders: list[str | Path] = (), *, representations: list[
     encoders, representations = [Path(p) for p in encoders], list(representations)
     if not encoders and not representations:
         raise ConfigError("evaluate needs at least one --encoder checkpoint or --representation")
+    trained = [m for m in modes or () if m not in PROBES]
+    if cfg.probe.layer is not None and encoders and trained:
+        raise ConfigError(f"--layer probes the encoders' frozen states, layer by layer; --mode {trained[0]} would train "
+                          "them: drop one of the two")
     modes = modes or [cfg.finetune.strategy]
     probing = [m for m in modes if m in PROBES] or cfg.probe.strategies
     labels = encoder_labels(encoders)
