@@ -1,10 +1,7 @@
 """External representations as rows of a comparison: each ``--representation`` spec (or
-``representations=[...]``) becomes an input, and each input one probe setup per probing strategy
-and, with ``probe.layer: all``, per layer; ``weighted`` probes a learned mix of the layers.
-
-A spec's own ``layer`` is set from ``probe.layer`` unless the spec names one: a number (or
-``last``) reads that layer alone, ``all`` and ``weighted`` read every layer, stacked in one
-feature store; None leaves each spec's own.
+``representations=[...]``) is an input (``kinds.probe.probe_inputs``), and each input one probe
+setup per probing strategy and, with ``probe.layer: all``, per layer; ``weighted`` probes a
+learned mix of the layers. Rows are named after the spec (``hf-hubert-base-linear-probe``).
 """
 
 from __future__ import annotations
@@ -12,10 +9,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mirformer.errors import ConfigError
 from mirformer.experiments.downstream import Setup
-from mirformer.kinds import KINDS
-from mirformer.kinds.probe import PROBES
+from mirformer.kinds.probe import ProbeKind
 from mirformer.models.probe import WEIGHTED
 
 
@@ -32,21 +27,16 @@ def spec_label(spec: str) -> str:
 
 def probe_setups(cfg, prepared, labels: dict[str, str], strategies: list[str]) -> list[Setup]:
     """The probe setups of the prepared inputs ``labels`` names (input name -> row prefix)."""
-    kind, stage = KINDS["probe"], cfg.probe.stage
-    bad = [s for s in strategies if s not in PROBES]
-    if bad:
-        raise ConfigError(f"representations are probed with {PROBES}; {bad} would train what is frozen")
     setups = []
     for name, label in labels.items():
         rep = prepared.inputs[name].representation
         layers = {"all": list(range(rep.layers)), WEIGHTED: [WEIGHTED]}.get(cfg.probe.layer, [-1])
         for strategy in strategies:
             for layer in layers:
-                at = "" if cfg.probe.layer not in ("all", WEIGHTED) else (
-                    f"-{layer}" if layer == WEIGHTED else f"-L{layer}")
+                at = {"all": f"-L{layer}", WEIGHTED: f"-{WEIGHTED}"}.get(cfg.probe.layer, "")
                 about = {"representation": name, "label": label, "layer": layer, "layers": rep.layers}
-                setups.append(Setup(f"{label}{at}-{strategy}", kind.at(layer),
-                                    dataclasses.replace(stage, strategy=strategy), input=name, about=about))
+                setups.append(Setup(f"{label}{at}-{strategy}", ProbeKind(layer),
+                                    dataclasses.replace(cfg.probe.stage, strategy=strategy), input=name, about=about))
     return setups
 
 

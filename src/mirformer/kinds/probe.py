@@ -10,7 +10,6 @@ probing strategy and, with ``layer: all``, layer.
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass, field
 
 from mirformer.errors import ConfigError
@@ -64,10 +63,6 @@ class ProbeKind(ModelKind):
     def __init__(self, layer: int | str = -1):
         self.layer = layer
 
-    def at(self, layer: int | str) -> ProbeKind:
-        """This kind reading ``layer``."""
-        return type(self)(layer)
-
     def setups(self) -> dict[str, str | None]:
         return {}
 
@@ -98,8 +93,11 @@ class ProbeKind(ModelKind):
 
 
 def probe_inputs(cfg, specs: list[str]) -> dict[str, InputSpec]:
-    """Each spec as an input named by the spec, its layer set from ``cfg.probe.layer``, standardised,
-    in windows of ``probe.window_seconds`` (or the comparison's)."""
+    """Each spec as an input named by the spec, standardised, in windows of
+    ``probe.window_seconds`` (or the comparison's). A spec's own ``layer`` setting is set from
+    ``probe.layer`` unless the spec names one: a number (or ``last``) reads that layer alone,
+    ``all`` and ``weighted`` read every layer, stacked in one feature store; None leaves each
+    spec's own."""
     inputs = {}
     for spec in specs:
         cls, config = parse_spec(spec)
