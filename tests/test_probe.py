@@ -256,3 +256,22 @@ def test_a_hugging_face_folder_is_probed_layer_by_layer(tmp_path):
         head = torch.load(results["setups"][f"hf-hubert-L{i}-linear-probe"]["checkpoint"], weights_only=True)
         assert head["state_dict"]["model.head.net.1.weight"].shape == (3, width)
     assert [g["label"] for g in results["evidence"]["layers"]] == ["hf-hubert"]
+
+
+def test_a_numbered_layer_picks_from_a_precomputed_stack(tmp_path):
+    """Precomputed (frames, layers, width) arrays cannot be narrowed by their spec: ``--layer 1``
+    probes the second layer of the stack, the one that hears the pitch."""
+    root = _tone_folder(tmp_path / "tones")
+    for track in ClassFolder(root).tracks():
+        y, _ = sf.read(track.path, dtype="float32")
+        (tmp_path / "emb" / track.id).parent.mkdir(parents=True, exist_ok=True)
+        np.save(tmp_path / "emb" / f"{track.id}.npy", Layered().encode(y).reshape(-1, 3, 4))
+    scores = {}
+    for layer in (0, 1):
+        cfg = _cfg(root, f"probe={{layer: {layer}, stage: {{epochs: 15, batch_size: 8, pooling: mean, optim: {{lr: 0.01}}}}}}")
+        results = run_evaluate(cfg, representations=[f"npy:{tmp_path / 'emb'},frames_per_second={SR / HOP}"],
+                               run_dir=tmp_path / f"L{layer}", progress=False)
+        [setup] = results["setups"].values()
+        assert setup["layer"] == layer and setup["layers"] == 3
+        scores[layer] = setup["splits"]["test"]["macro_f1"]
+    assert scores[1] >= 0.9 and scores[0] < 0.75, scores

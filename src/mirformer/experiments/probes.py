@@ -29,8 +29,10 @@ def probe_setups(cfg, prepared, labels: dict[str, str], strategies: list[str]) -
     """The probe setups of the prepared inputs ``labels`` names (input name -> row prefix)."""
     setups = []
     for name, label in labels.items():
-        rep = prepared.inputs[name].representation
-        layers = {"all": list(range(rep.layers)), WEIGHTED: [WEIGHTED]}.get(cfg.probe.layer, [-1])
+        rep, chosen = prepared.inputs[name].representation, cfg.probe.layer
+        layers = {"all": list(range(rep.layers)), WEIGHTED: [WEIGHTED]}.get(chosen, [-1])
+        if isinstance(chosen, int) and rep.layers > 1:  # a stack its spec could not narrow (precomputed files)
+            layers = [chosen]
         for strategy in strategies:
             for layer in layers:
                 at = {"all": f"-L{layer}", WEIGHTED: f"-{WEIGHTED}"}.get(cfg.probe.layer, "")
