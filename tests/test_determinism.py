@@ -16,8 +16,9 @@ from helpers import TINY_RUN
 
 
 def _without_seconds(obj):
+    """Results without what is timed (wall times, the measured costs)."""
     if isinstance(obj, dict):
-        return {k: _without_seconds(v) for k, v in obj.items() if k != "seconds"}
+        return {k: _without_seconds(v) for k, v in obj.items() if k not in ("seconds", "cost", "throughput")}
     if isinstance(obj, list):
         return [_without_seconds(v) for v in obj]
     return obj

@@ -141,7 +141,7 @@ def test_slurm_environment_sets_world_ranks_and_requeue(tmp_path, monkeypatch):
                        "SLURM_LOCALID": "1", "SLURM_NODEID": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "mirformer",
                        "SLURM_NODELIST": "node[001-002]"}.items():
         monkeypatch.setenv(key, value)
-    trainer, _, _ = make_trainer(TrainerConfig(accelerator="cpu", devices=4, num_nodes=2, strategy="ddp"),
+    trainer, *_ = make_trainer(TrainerConfig(accelerator="cpu", devices=4, num_nodes=2, strategy="ddp"),
                                  stage_dir=tmp_path, epochs=1, monitor="val/loss", mode="min")
     assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (8, 5, 1, 1)
     env = trainer._accelerator_connector.cluster_environment

@@ -213,6 +213,14 @@ def test_compare_puts_a_representation_beside_its_setups(tmp_path, layered):
     asked = {(t["a"], t["b"], t["question"]) for t in results["evidence"]["paired"]}
     assert ("layered-x-linear-probe", "mfcc-linear", "against the MFCC baseline") in asked
     assert results["representations"]["layered:x"]["name"] == "layered-test"
+    # What each row costs (experiments.cost), measured in the run: 6 epochs of 24 training windows.
+    cost = results["setups"]["layered-x-linear-probe"]["cost"]
+    assert cost["training"]["windows"] == 6 * 24 and cost["training"]["windows_per_second"] > 0
+    assert cost["parameters"] == {"total": 4 * 3 + 3, "trainable": 4 * 3 + 3}  # a linear head on one layer's 4
+    assert cost["model_flops_per_second"] == 2 * 4 * 3 / 0.768 and cost["inference_x_realtime"] > 0
+    assert results["setups"]["mfcc-linear"]["cost"]["extraction_x_realtime"] > 0 and results["machine"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Cost" in report and (tmp_path / "run" / "cost.png").stat().st_size > 0
 
 
 def test_precomputed_embeddings_are_checked_against_the_dataset_then_probed(tmp_path):

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from mirformer import distributed
 from mirformer.atomic import write_json, write_text
+from mirformer.experiments.cost import model_cost
 from mirformer.experiments.outputs import OUTPUTS, save_outputs
 from mirformer.experiments.prepare import Input, Prepared
 from mirformer.experiments.pretrain import new_model
@@ -108,7 +109,12 @@ def _train(setup: Setup, prepared: Prepared, run_dir: Path) -> dict:
     if distributed.is_main():  # scored once, on every clip, by one process
         module = downstream_module(setup, replace(stage, batch_size=best["batch_size"]), prepared)
         load_module_weights(module, Path(best["checkpoint"]))
-        result.update(score(module.model, prepared, prepared.inputs[setup.input], folder, run_dir))
+        inp = prepared.inputs[setup.input]
+        result.update(score(module.model, prepared, inp, folder, run_dir))
+        seconds = inp.eval_window / inp.representation.frames_per_second if inp.representation.frames_per_second else None
+        result["cost"] = {**result.pop("cost"), **prepared.input_cost(setup.input),
+                          **model_cost(module.model, prepared.tiled("test", inp)[0], seconds),
+                          "training": best.get("throughput")}
         write_json(folder / "result.json", result)
     return result
 
@@ -146,9 +152,10 @@ def _train_point(setup: Setup, stage: DownstreamConfig, folder: Path, prepared: 
     key = f"val_{task.monitor}"
     scored = [row for row in history if row.get(key) is not None and math.isfinite(row[key])]
     best_row = max(scored, key=lambda row: row[key]) if scored else {}
+    measured = folder / "throughput.json"  # the training steps' speed (training.fit.Throughput)
     point = {"batch_size": stage.batch_size, "lr": stage.optim.lr, "checkpoint": str(best),
              "history": history, "best": {k: v for k, v in best_row.items() if k.startswith("val_") or k == "epoch"},
-             "seconds": time.time() - t0}
+             "seconds": time.time() - t0, "throughput": json.loads(measured.read_text()) if measured.exists() else None}
     if distributed.is_main():
         write_json(done, point)
     return point
@@ -164,10 +171,12 @@ def score(model: nn.Module, prepared: Prepared, inp: Input, folder: Path, run_di
     outputs with their track ids and targets as ``outputs.npz`` (the report's evidence)."""
     cfg, task = prepared.cfg, prepared.task
     device = "cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
-    splits, rows, saved = {}, ["split,track_id,target,predicted"], {}
+    splits, rows, saved, spent = {}, ["split,track_id,target,predicted"], {}, {}
     for split, tracks in prepared.tracks.items():
+        t0 = time.perf_counter()
         outputs = predict_clips(model, prepared.tiled(split, inp), batch_size=cfg.eval_batch_size,
                                 precision=cfg.trainer.precision, device=device).float().numpy()
+        spent[split] = time.perf_counter() - t0
         targets = task.targets(tracks)
         splits[split] = task.metrics(outputs, targets)
         rows += [f"{split},{t.id},{_csv(task.describe(t))},{_csv(task.describe_output(o))}"
@@ -175,4 +184,7 @@ def score(model: nn.Module, prepared: Prepared, inp: Input, folder: Path, run_di
         saved[split] = ([t.id for t in tracks], targets, outputs)
     write_text(folder / "predictions.csv", "\n".join(rows) + "\n")
     save_outputs(folder / OUTPUTS, saved)
-    return {"splits": splits, "outputs": str((folder / OUTPUTS).relative_to(run_dir))}
+    # The model alone on the stored frames of the test clips (their extraction is the input's cost).
+    audio = sum(inp.store.seconds(t.id) for t in prepared.tracks["test"])
+    return {"splits": splits, "outputs": str((folder / OUTPUTS).relative_to(run_dir)),
+            "cost": {"inference_x_realtime": audio / spent["test"] if spent["test"] else None}}

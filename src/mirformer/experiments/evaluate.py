@@ -19,6 +19,7 @@ from mirformer.atomic import write_json
 from mirformer.config_tree import sections, touched
 from mirformer.encoder_file import read_encoder
 from mirformer.errors import ConfigError
+from mirformer.experiments.cost import machine
 from mirformer.experiments.downstream import Setup, run_setup
 from mirformer.experiments.prepare import Prepared, prepare
 from mirformer.experiments.probes import probe_setups, unique_labels
@@ -61,6 +62,7 @@ def finish(prepared: Prepared, setups: dict[str, dict], run_dir: Path, t0: float
         "flagged": prepared.flagged,
         "setups": setups,
         "seconds": time.time() - t0,
+        "machine": machine(),  # where the costs were measured
         "run_dir": str(run_dir),
     }
     log("confidence intervals and paired tests on the test clips", prepared.progress)

@@ -306,3 +306,28 @@ def plot_layers(groups: list[dict], metric: str, path: str | Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     _save(fig, path)
+
+
+def plot_cost(points: dict, metric: str, path: str | Path) -> None:
+    """Test score against forward FLOPs per second of audio (log scale), one point per setup with
+    its 95% interval.
+
+    Parameters
+    ----------
+    points : dict
+        ``{setup: (flops per second, {"value", "low", "high"})}``.
+    metric : str
+    path : str or Path
+        PNG to write (atomically).
+    """
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, (x, m)) in enumerate(points.items()):
+        ax.errorbar([x], [m["value"]], yerr=[[m["value"] - m["low"]], [m["high"] - m["value"]]], fmt="o", ms=5,
+                    capsize=3, color=f"C{i % 10}", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("forward FLOPs per second of audio (representation + model)")
+    ax.set_ylabel(f"test {METRIC_LABELS.get(metric, metric)} (95% interval)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _save(fig, path)

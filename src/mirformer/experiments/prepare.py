@@ -26,6 +26,7 @@ from mirformer.datasets.base import Dataset, Track
 from mirformer.datasets.registry import open_dataset
 from mirformer.encoder_file import EncoderFile, read_encoder
 from mirformer.errors import MirformerError
+from mirformer.experiments.cost import input_cost
 from mirformer.experiments.run import log
 from mirformer.experiments.sweep import variants
 from mirformer.experiments.tokenizer import train_tokenizer
@@ -75,6 +76,14 @@ class Prepared:
     encoders: dict[str, EncoderFile] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     flagged: dict[str, str] = field(default_factory=dict)
+    costs: dict[str, dict] = field(default_factory=dict)
+
+    def input_cost(self, name: str) -> dict:
+        """What the input ``name`` costs before a model reads it (``experiments.cost.input_cost``), once."""
+        if name not in self.costs:
+            inp = self.inputs[name]
+            self.costs[name] = input_cost(inp.representation, inp.store)
+        return self.costs[name]
 
     def tagged(self, tag: str) -> Prepared:
         """The config inputs renamed ``<name><tag>`` (a sweep's variants each prepare their own)."""
@@ -84,6 +93,7 @@ class Prepared:
     def including(self, other: Prepared) -> Prepared:
         """This preparation with ``other``'s inputs and encoders, and the files either skipped or flagged."""
         self.inputs, self.encoders = {**self.inputs, **other.inputs}, {**self.encoders, **other.encoders}
+        self.costs = {**self.costs, **other.costs}
         self.skipped, self.flagged = {**self.skipped, **other.skipped}, {**self.flagged, **other.flagged}
         return self
 

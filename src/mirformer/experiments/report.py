@@ -14,7 +14,7 @@ import numpy as np
 from mirformer.atomic import write_text
 from mirformer.errors import ConfigError
 from mirformer.experiments.plots import (METRIC_LABELS, plot_confusion, plot_curves, plot_forest, plot_modes,
-                                         plot_layers, plot_sweep)
+                                         plot_cost, plot_layers, plot_sweep)
 from mirformer.representations import representation_class
 from mirformer.tasks import Task, make_task
 from mirformer.tasks.base import metric_of
@@ -158,6 +158,59 @@ def _input_lines(results: dict) -> list[str]:
         if info.get("about"):
             lines += representation_class(info["name"]).report_lines(info["about"])
     return lines
+
+
+def _number(value) -> str:
+    """A cost in a table cell: whole above 100 (thousands separated), else 3 significant digits; a
+    dash when not measured."""
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _si(value) -> str:
+    """A large count with an SI prefix (FLOPs, bytes): ``1.17 M``."""
+    if value is None:
+        return "–"
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}"
+    return f"{value:.3g}"
+
+
+def _cost_lines(results: dict, out: Path) -> list[str]:
+    """What each setup costs (``experiments.cost``): a table, and test score against FLOPs per
+    second of audio (``cost.png``)."""
+    setups = {n: s for n, s in results["setups"].items() if s.get("cost")}
+    if not setups:
+        return []
+    monitor = results["monitor"]
+    md = ["## Cost", "", f"Measured in this run on {results.get('machine', 'an unrecorded machine')}. FLOPs are "
+          "forward FLOPs per second of audio as torch counts them (matrix products, convolutions, attention; not "
+          "FFTs or numpy work): the representation's (its extraction) and the model's on stored frames. Extraction "
+          "is one thread reading and encoding, measured when the feature store was filled (the MFCC baseline: its "
+          "worker processes); inference is the model alone on the test clips' stored frames; training counts "
+          "training steps only.", "",
+          "| setup | parameters (trainable) | representation FLOPs/s | model FLOPs/s | extraction (x realtime) | "
+          "store (bytes per hour) | training (windows/s) | inference (x realtime) |", "|:---|---:|---:|---:|---:|---:|---:|---:|"]
+    points = {}
+    for name, s in setups.items():
+        c = s["cost"]
+        params = c.get("parameters", {})
+        trained = (c.get("training") or {}).get("windows_per_second")
+        md.append(f"| {name} | {_number(params.get('total'))} ({_number(params.get('trainable'))}) | "
+                  f"{_si(c.get('representation_flops_per_second'))} | {_si(c.get('model_flops_per_second'))} | "
+                  f"{_number(c.get('extraction_x_realtime'))} | {_si(c.get('store_bytes_per_hour'))}B | "
+                  f"{_number(trained)} | {_number(c.get('inference_x_realtime'))} |")
+        total = (c.get("representation_flops_per_second") or 0) + (c.get("model_flops_per_second") or 0)
+        interval = ((results.get("evidence") or {}).get("intervals", {}).get(name) or {}).get(monitor)
+        if total and interval:
+            points[name] = (total, interval)
+    md.append("")
+    if points:
+        plot_cost(points, monitor, out / "cost.png")
+        md += [f"![test {METRIC_LABELS.get(monitor, monitor)} against FLOPs per second of audio](cost.png)", ""]
+    return md
 
 
 def _modes_lines(results: dict, out: Path) -> list[str]:
@@ -331,6 +384,7 @@ def write_report(results: dict, out_dir: str | Path) -> str:
         write_per_tag(setups, out / "per_tag_test.csv")
         md += ["Per-tag test ROC-AUC and PR-AUC of every setup: [per_tag_test.csv](per_tag_test.csv).", ""]
     md += _input_lines(results)
+    md += _cost_lines(results, out)
     if any(s.get("history") or s.get("pretrain_history") for s in setups.values()):
         plot_curves(results, out / "curves.png")
         md += ["## Training curves", "", "![training curves](curves.png)", ""]

@@ -9,10 +9,12 @@ and standard deviation over time, with deltas added.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import librosa
 import numpy as np
+import soundfile as sf
 from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -110,6 +112,19 @@ def fit_linear(task: Task, data: dict, *, seed: int = 0) -> tuple[dict, Pipeline
     return selected, best
 
 
+def _seconds(path, limit: float | None) -> float:
+    """A file's duration in seconds (from its header), at most ``limit``."""
+    seconds = sf.info(str(path)).duration
+    return min(seconds, limit) if limit else seconds
+
+
+def _parameters(model: Pipeline) -> int:
+    """The fitted linear model's weights and biases (one model per tag for tagging)."""
+    final = model[-1]
+    models = getattr(final, "estimators_", [final])
+    return int(sum(m.coef_.size + np.size(m.intercept_) for m in models))
+
+
 @register_kind
 class MFCCLinear(Kind):
     name, order, config_class = "mfcc-linear", 1000, MFCCLinearConfig
@@ -133,8 +148,10 @@ class MFCCLinear(Kind):
             if t.split not in SPLITS:
                 raise ConfigError(f"track {t.id!r}: split {t.split!r} not in {SPLITS}")
         task.targets(tracks)  # every target readable, before the audio is decoded
+        t0 = time.perf_counter()
         X, kept, skipped = mfcc_features(tracks, sr=settings.sample_rate, n_mfcc=settings.n_mfcc,
                                          max_seconds=settings.seconds, workers=workers, progress=progress)
+        extraction = time.perf_counter() - t0
         split_of = np.array([t.split for t in kept])
         y = task.targets(kept)
         data = {s: (X[split_of == s], y[split_of == s]) for s in SPLITS}
@@ -142,9 +159,18 @@ class MFCCLinear(Kind):
             if len(ys) == 0:
                 raise ConfigError(f"split {s!r} has no usable files ({len(skipped)} skipped)")
         selected, model = fit_linear(task, data, seed=seed)
-        outputs = {s: ([t.id for t in kept if t.split == s], data[s][1], task.linear_outputs(model, data[s][0]))
-                   for s in SPLITS}
+        outputs, spent = {}, {}
+        for s in SPLITS:
+            t0 = time.perf_counter()
+            outputs[s] = ([t.id for t in kept if t.split == s], data[s][1], task.linear_outputs(model, data[s][0]))
+            spent[s] = time.perf_counter() - t0
+        seconds = {s: sum(_seconds(t.path, settings.seconds) for t in kept if t.split == s) for s in SPLITS}
+        weights = _parameters(model)
+        cost = {"parameters": {"total": weights, "trainable": weights},
+                # Decoding and MFCCs in ``workers`` processes; the linear model alone on the test clips' features.
+                "extraction_x_realtime": sum(seconds.values()) / extraction, "extraction_workers": workers,
+                "inference_x_realtime": seconds["test"] / spent["test"] if spent["test"] else None}
         result = {"name": self.name, "model": self.name, "pretrained": False, "task": task.name, "history": [],
-                  "skipped": skipped, "selected": selected,
+                  "skipped": skipped, "selected": selected, "cost": cost,
                   "splits": {s: task.metrics(out, ys) for s, (_, ys, out) in outputs.items()}}
         return result, outputs

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +78,15 @@ def _note_failure(parts: Path, track_id: str, reason: str | None) -> None:
 
 def _encode_one(representation: Representation, track: Item, part: Path) -> tuple[str, str | None]:
     """Worker: read (decode + encode) one track into its part file; return (id, failure reason or None)."""
+    t0 = time.perf_counter()
     try:
         feats, samples = representation.read(track)
     except AudioError as exc:
         return track.id, exc.cause
     with atomic_path(part) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, features=feats.astype(representation.dtype, copy=False), samples=samples)
+            np.savez(f, features=feats.astype(representation.dtype, copy=False), samples=samples,
+                     encode_seconds=time.perf_counter() - t0)
     return track.id, None
 
 
@@ -251,10 +254,11 @@ class FeatureStore:
         rep = self.representation
         # Parts are opened one at a time (a large dataset has more parts than the process may keep
         # open), first for their lengths alone: a part's samples give its frames.
-        samples, lengths = {}, {}
+        samples, lengths, spent = {}, {}, 0.0
         for t in new:
             with np.load(parts / _part_name(t.id)) as part:
                 samples[t.id] = int(part["samples"])
+                spent += float(part["encode_seconds"]) if "encode_seconds" in part else float("nan")
                 lengths[t.id] = rep.n_frames(samples[t.id]) if rep.frames_from_samples else len(part["features"])
         total = sum(n for _, n in old.values()) + sum(lengths.values())
         shape = (total, *rep.layout.frame_shape)
@@ -288,9 +292,25 @@ class FeatureStore:
             "tracks": index,
             "seconds": {**self.index["seconds"], **{tid: n / rep.sample_rate for tid, n in samples.items()}},
             "failed": failed,
+            # Reading and encoding time, one thread's, summed over the stored tracks (the cost report's).
+            "encode_seconds": self.index.get("encode_seconds", 0.0 if not old else float("nan")) + spent,
         }
         write_json(self.dir / "index.json", self._index)
         shutil.rmtree(parts, ignore_errors=True)
+
+    # ---- what it cost --------------------------------------------------------------------------
+    def extraction_speed(self) -> float | None:
+        """Seconds of audio read and encoded per second of one thread's work (x realtime), as
+        measured when the store was filled; None for a store filled before it was measured."""
+        spent = self.index.get("encode_seconds")
+        audio = sum(self.index["seconds"].values())
+        return audio / spent if spent and np.isfinite(spent) and audio else None
+
+    def bytes_per_hour(self) -> float | None:
+        """Bytes of ``features.npy`` per hour of the audio it holds."""
+        audio = sum(self.index["seconds"].values())
+        path = self.dir / "features.npy"
+        return path.stat().st_size * 3600.0 / audio if audio and path.exists() else None
 
     # ---- statistics ----------------------------------------------------------------------
     def normalisation(self, track_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import DDPStrategy
 
 from mirformer import distributed
-from mirformer.atomic import write_torch
+from mirformer.atomic import write_json, write_torch
 
 
 @dataclass
@@ -96,6 +96,33 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class Throughput(Callback):
+    """Training windows per second of training steps (forward, backward, optimiser; data loading
+    and validation excluded), over every epoch the stage ran, resumed runs included (it is kept in
+    the checkpoint). Windows are counted over every process."""
+
+    def __init__(self):
+        self.windows, self.seconds, self._t0 = 0, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seconds += time.perf_counter() - self._t0
+        first = batch["x"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
+        self.windows += len(first) * distributed.world_size()
+
+    def summary(self) -> dict:
+        return {"windows": self.windows, "seconds": self.seconds,
+                "windows_per_second": self.windows / self.seconds if self.seconds else None}
+
+    def state_dict(self):
+        return {"windows": self.windows, "seconds": self.seconds}
+
+    def load_state_dict(self, state):
+        self.windows, self.seconds = state["windows"], state["seconds"]
+
+
 class RandomState(Callback):
     """The random number generators' states (torch, CUDA, numpy, Python), saved in every checkpoint
     and restored on resume: Lightning restores weights, optimiser and schedule, not these, and
@@ -134,8 +161,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def make_trainer(trainer_cfg: TrainerConfig, *, stage_dir: Path, epochs: int, monitor: str,
-                 mode: str) -> tuple[L.Trainer, History, ModelCheckpoint]:
-    """The Lightning trainer of one stage, with its history and best-checkpoint callbacks.
+                 mode: str) -> tuple[L.Trainer, History, ModelCheckpoint, Throughput]:
+    """The Lightning trainer of one stage, with its history, best-checkpoint and throughput callbacks.
 
     Under DDP (processes started by ``mirformer.distributed.launch``, or by SLURM) it joins the
     running process group. Buffers are synchronised once, not at every forward: evaluation splits
@@ -150,7 +177,7 @@ def make_trainer(trainer_cfg: TrainerConfig, *, stage_dir: Path, epochs: int, mo
     # an interrupted stage would go back to its best epoch instead of its last.
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, save_on_train_epoch_end=True,
                            enable_version_counter=False)
-    history = History()
+    history, throughput = History(), Throughput()
     strategy = trainer_cfg.strategy
     if distributed.world_size() > 1 and strategy in ("auto", "ddp"):
         strategy = DDPStrategy(forward_sync_buffers=False)
@@ -166,7 +193,7 @@ def make_trainer(trainer_cfg: TrainerConfig, *, stage_dir: Path, epochs: int, mo
         num_nodes=trainer_cfg.num_nodes,
         strategy=strategy,
         precision=trainer_cfg.precision,
-        callbacks=[history, RandomState(), best, last],
+        callbacks=[history, RandomState(), throughput, best, last],
         plugins=plugins,
         logger=[TensorBoardLogger(stage_dir / "logs", name="", version="tensorboard"),
                 CSVLogger(stage_dir / "logs", name="", version=f"csv-{launch}")],
@@ -178,17 +205,19 @@ def make_trainer(trainer_cfg: TrainerConfig, *, stage_dir: Path, epochs: int, mo
         check_val_every_n_epoch=trainer_cfg.val_every_n_epochs,
         num_sanity_val_steps=0,
     )
-    return trainer, history, best
+    return trainer, history, best, throughput
 
 
 def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir: Path, epochs: int,
               monitor: str, mode: str, trainer_cfg: TrainerConfig, seed: int) -> tuple[list[dict], Path]:
-    """Train (or resume) one stage; return (per-epoch history, path of the best checkpoint)."""
+    """Train (or resume) one stage; return (per-epoch history, path of the best checkpoint). Its
+    training throughput is written to ``throughput.json`` in ``stage_dir`` (``Throughput``)."""
     t0 = time.time()
     L.seed_everything(seed, workers=True, verbose=False)
     # Lightning's start-up banners (GPU/TPU availability, logger tips) drown mirformer's own progress lines.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    trainer, history, best = make_trainer(trainer_cfg, stage_dir=stage_dir, epochs=epochs, monitor=monitor, mode=mode)
+    trainer, history, best, throughput = make_trainer(trainer_cfg, stage_dir=stage_dir, epochs=epochs, monitor=monitor,
+                                                      mode=mode)
     resume = stage_dir / "checkpoints" / "last.ckpt"
     with warnings.catch_warnings():
         # Noise from Lightning's internals on torch 2.13, not actionable by users.
@@ -209,6 +238,8 @@ def fit_stage(module: L.LightningModule, train_loader, val_loader, *, stage_dir:
     if trainer.interrupted:  # Lightning may swallow Ctrl-C; the stage must not count as finished
         raise KeyboardInterrupt
     best_path = Path(best.best_model_path) if best.best_model_path else resume
+    if distributed.is_main():
+        write_json(stage_dir / "throughput.json", throughput.summary())
     if trainer_cfg.progress and distributed.is_main():
         print(f"[mirformer] {stage_summary(stage_dir.name, history.rows, monitor, mode)} in {time.time() - t0:.0f} s",
               flush=True)
