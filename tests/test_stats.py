@@ -160,3 +160,22 @@ def test_holm_adjustment():
     assert st.holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
     assert st.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # 2 x 0.6 capped; then at least that
     assert st.holm([]) == []
+
+
+def test_a_gap_that_does_not_move_cannot_be_told_and_one_that_closes_can():
+    """The difference of paired differences: the same two setups under two conditions."""
+    from mirformer.stats import gap_change
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    right = np.eye(2)[y] * 2.0  # logits that pick the right class
+    wrong = np.eye(2)[1 - y] * 2.0
+    good = np.where(rng.random(200)[:, None] < 0.9, right, wrong)  # 90% right
+    poor = np.where(rng.random(200)[:, None] < 0.6, right, wrong)  # 60% right
+    accuracy = lambda t, o: float(np.mean(o.argmax(1) == t))  # noqa: E731
+    groups = [np.flatnonzero(y == c) for c in (0, 1)]
+    same = gap_change(accuracy, y, (good, poor), (good, poor), groups=groups, n_resamples=300, n_permutations=300)
+    assert same["difference"] == 0 and same["p"] == 1.0 and same["low"] == same["high"] == 0
+    closed = gap_change(accuracy, y, (good, poor), (good, good), groups=groups, n_resamples=300, n_permutations=300)
+    assert np.isclose(closed["gap_first"], accuracy(y, good) - accuracy(y, poor)) and closed["gap_last"] == 0
+    assert np.isclose(closed["difference"], -closed["gap_first"]) and closed["high"] < 0 and closed["p"] < 0.01

@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mirformer.audio import MIN_SECONDS
-from mirformer.errors import MirformerError
+from mirformer.errors import ConfigError, MirformerError
 
 TRAINER_FLAGS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
 
@@ -22,6 +22,17 @@ def _seeds(text: str) -> list[int]:
         return [int(k) for k in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def _fractions(text: str) -> list[float]:
+    """``"0.1,0.3,1.0"`` -> increasing shares in (0, 1]."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fractions must be comma-separated numbers, got {text!r}") from None
+    if not all(0 < v <= 1 for v in values) or values != sorted(set(values)):
+        raise argparse.ArgumentTypeError(f"fractions must increase within (0, 1], got {text!r}")
+    return values
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -67,6 +78,12 @@ def _run_args(p: argparse.ArgumentParser, *, preset: str, out: str | None, train
         g.add_argument("--precision", help="32-true, bf16-mixed (CPU/GPU), 16-mixed (GPU, loss scaling)")
 
 
+def _fraction_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pretrain-fractions", type=_fractions, metavar="F,F,...",
+                   help="pretrain on nested shares of the pretraining set's training split (e.g. 0.1,0.3,1.0), "
+                        "each pretrained setup once per share (a sweep of pretrain.fraction)")
+
+
 def _config(args):
     """The preset, then ``--set`` values, ``--data-root``, the trainer flags and ``--quiet``."""
     from mirformer.experiments.presets import resolve
@@ -78,6 +95,11 @@ def _overrides(args) -> dict:
     from mirformer.config_tree import merge, parse_overrides
 
     overrides = parse_overrides(args.set or [])
+    if getattr(args, "pretrain_fractions", None):  # a sweep of the pretraining set's share
+        if "sweep" in overrides:
+            raise ConfigError("--pretrain-fractions is a sweep of pretrain.fraction; --set sweep=... names another: "
+                              "give one of the two")
+        overrides = merge(overrides, {"sweep": {"key": "pretrain.fraction", "values": args.pretrain_fractions}})
     if args.data_root:
         overrides = merge(overrides, {"data": {"root": args.data_root}})
     trainer = {k: getattr(args, k, None) for k in TRAINER_FLAGS if getattr(args, k, None) is not None}
@@ -318,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run once per seed (each resumable in <out>/seed-K/, features shared) and report the "
                         "mean and std across seeds; overrides the config's seed")
     c.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    _fraction_arg(c)
     c.set_defaults(func=cmd_compare)
 
     pt = sub.add_parser("pretrain", help="pretrain encoders only; write self-contained encoder checkpoints")
@@ -326,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
               out="run folder (default: the one `mirformer compare` with this config uses)")
     pt.add_argument("--model", action="append", choices=[n for n, k in KINDS.items() if k.pretrains],
                     help="a model kind to pretrain (repeat; default: the preset's)")
+    _fraction_arg(pt)
     pt.set_defaults(func=cmd_pretrain)
 
     ev = sub.add_parser("evaluate", help="fine-tune or probe encoder checkpoints on a downstream task; one table")

@@ -79,6 +79,34 @@ def paired(kernel: Kernel, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, group
     return {"difference": kernel(y, a) - kernel(y, b), "low": low, "high": high, "p": float(test.pvalue)}
 
 
+def gap_change(kernel: Kernel, y: np.ndarray, first: tuple[np.ndarray, np.ndarray], last: tuple[np.ndarray, np.ndarray],
+               *, groups: list[np.ndarray], seed: int = 0, n_resamples: int = N_BOOTSTRAP,
+               n_permutations: int = N_PERMUTATIONS, confidence: float = CONFIDENCE) -> dict:
+    """How a paired gap moves between two conditions on the same clips: ``first`` and ``last`` are
+    the outputs (a, b) of two setups under each condition, and the change is
+    ``[kernel(a_last) - kernel(b_last)] - [kernel(a_first) - kernel(b_first)]`` (a difference of
+    paired differences). ``{"gap_first", "gap_last", "difference", "low", "high", "p"}``: both gaps, the
+    change, its bootstrap interval, and the two-sided p-value of a permutation test that exchanges,
+    clip by clip, which condition's pair of outputs counts as first."""
+    (a1, b1), (a2, b2) = first, last
+
+    def gap(a, b, i):
+        return kernel(y[i], a[i]) - kernel(y[i], b[i])
+
+    low, high = _bootstrap(groups, lambda i: gap(a2, b2, i) - gap(a1, b1, i), seed=seed, n_resamples=n_resamples,
+                           confidence=confidence)
+    a, b, n, every = np.concatenate([a1, a2]), np.concatenate([b1, b2]), len(y), np.arange(len(y))
+
+    def change(x, z):  # x[i] (z[i]): which condition's outputs of clip i count as first (last)
+        return (kernel(y, a[z]) - kernel(y, b[z])) - (kernel(y, a[x]) - kernel(y, b[x]))
+
+    test = stats.permutation_test((every, every + n), change, permutation_type="samples", vectorized=False,
+                                  n_resamples=n_permutations, alternative="two-sided", rng=np.random.default_rng(seed))
+    first_gap, last_gap = gap(a1, b1, every), gap(a2, b2, every)
+    return {"gap_first": first_gap, "gap_last": last_gap, "difference": last_gap - first_gap, "low": low,
+            "high": high, "p": float(test.pvalue)}
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjusted p-values of a family of tests, in the given order.
 

@@ -190,6 +190,14 @@ def random_split(ids: list[str], strata: list[str] | None = None, *, seed: int =
     return out
 
 
+def nested_share(ids: list[str], fraction: float, *, seed: int = 0) -> set[str]:
+    """The ids whose seeded hash falls below ``fraction``: about that share of them, the share for
+    a smaller fraction always inside a larger one's, and no id moved when others are added."""
+    def position(i: str) -> float:  # uniform in [0, 1), fixed per id and seed
+        return int(hashlib.sha1(f"{seed}:{i}".encode()).hexdigest()[:15], 16) / 16**15
+    return {i for i in ids if position(i) < fraction}
+
+
 def zscore(tracks: list[Track], *, fit_on: tuple[str, ...] = ("train",)) -> tuple[list[Track], dict]:
     """Z-score ``Track.targets`` with the mean and (population) std of the tracks in ``fit_on`` splits.
 

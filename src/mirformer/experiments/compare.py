@@ -70,5 +70,7 @@ def _variant(variant: Variant, run_dir: Path, *, probes: bool, progress: bool) -
                 setups.append(Setup(name + tag, kind, stage_of(cfg, mode), input=kind.input(cfg).name + tag))
             else:
                 encoder, histories[name + tag] = pretrained[kind.name]
-                setups.append(Setup(name + tag, kind, stage_of(cfg, mode), encoder, str(encoder)))
+                clips = prepared.encoders[str(encoder)].about["tracks"]["train"]  # what it was pretrained on
+                setups.append(Setup(name + tag, kind, stage_of(cfg, mode), encoder, str(encoder),
+                                    about={"pretrain_clips": clips}))
     return prepared, setups, histories

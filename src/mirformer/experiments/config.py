@@ -35,9 +35,16 @@ class DataConfig:
 class PretrainConfig(StageConfig):
     """The pretraining stage, and its data: None, the comparison's own ``data`` (its training and
     validation splits); or any dataset, labelled or not (``name: audio`` for a folder of audio).
-    Labels are never read in pretraining."""
+    Labels are never read in pretraining. ``fraction``: the share of its training split used,
+    chosen by a seeded hash of each track (``datasets.base.nested_share``: a smaller share lies
+    inside a larger one); validation stays whole."""
 
     data: DataConfig | None = None
+    fraction: float = 1.0
+
+    def __post_init__(self):
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"pretrain.fraction must be in (0, 1], got {self.fraction!r}")
 
 
 @dataclass

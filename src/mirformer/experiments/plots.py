@@ -226,7 +226,7 @@ def plot_forest(intervals: dict, metric: str, path: str | Path, *, title: str, c
 
 
 def plot_sweep(lines: dict, key: str, metric: str, path: str | Path, *, title: str, side: dict | None = None,
-               side_title: str = "", reference: dict | None = None) -> None:
+               side_title: str = "", reference: dict | None = None, x: dict | None = None) -> None:
     """Test score against a swept setting, one line per model and mode, with 95% intervals; beside
     it, what the setting itself measures (a tokenizer's reconstruction quality).
 
@@ -246,19 +246,31 @@ def plot_sweep(lines: dict, key: str, metric: str, path: str | Path, *, title: s
         That panel's title.
     reference : dict or None
         ``{label: number}``: horizontal lines for setups the sweep leaves alone (log-mel, the baseline).
+    x : dict or None
+        ``{value: number}``: a numeric x axis on a log scale instead of evenly spaced values (the
+        pretraining clips each share of a pretraining set gives).
     """
     values = list(dict.fromkeys(str(v) for points in lines.values() for v, _ in points))
     fig = Figure(figsize=(10.5 if side else 6.5, 4.2), layout="constrained")
     ax = fig.add_subplot(1, 2 if side else 1, 1)
     for i, (label, points) in enumerate(lines.items()):
-        x = np.array([values.index(str(v)) for v, _ in points]) + 0.06 * (i - len(lines) / 2)  # dodge the bars
+        if x:  # dodge the bars by a factor on the log scale
+            at = np.array([x[v] for v, _ in points], float) * 1.03 ** (i - len(lines) / 2)
+        else:
+            at = np.array([values.index(str(v)) for v, _ in points]) + 0.06 * (i - len(lines) / 2)
         ys = np.array([[m["value"], m["low"], m["high"]] for _, m in points])
-        ax.errorbar(x, ys[:, 0], yerr=[ys[:, 0] - ys[:, 1], ys[:, 2] - ys[:, 0]], fmt="-o", ms=4, capsize=3,
+        ax.errorbar(at, ys[:, 0], yerr=[ys[:, 0] - ys[:, 1], ys[:, 2] - ys[:, 0]], fmt="-o", ms=4, capsize=3,
                     color=f"C{i % 10}", label=label)
     for j, (label, number) in enumerate((reference or {}).items()):
         ax.axhline(number, color=f"C{(len(lines) + j) % 10}", ls=("--", ":", "-.")[j % 3], lw=1.2, label=label)
-    ax.set_xticks(range(len(values)), values)
-    ax.set_xlabel(key)
+    if x:
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(x.values()), [f"{n}\n({v})" for v, n in sorted(x.items(), key=lambda item: item[1])])
+        ax.minorticks_off()
+        ax.set_xlabel(f"pretraining clips ({key})")
+    else:
+        ax.set_xticks(range(len(values)), values)
+        ax.set_xlabel(key)
     ax.set_ylabel(f"test {METRIC_LABELS.get(metric, metric)} (95% interval)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

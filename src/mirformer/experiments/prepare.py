@@ -22,7 +22,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from mirformer import distributed, encoder_states, paths  # noqa: F401 - encoder_states registers the "encoder:" spec
 from mirformer.audio import too_short
-from mirformer.datasets.base import Dataset, Track
+from mirformer.datasets.base import Dataset, Track, nested_share
 from mirformer.datasets.registry import open_dataset
 from mirformer.encoder_file import EncoderFile, read_encoder
 from mirformer.errors import MirformerError
@@ -164,13 +164,15 @@ class _Context:
 
 
 def prepare(cfg, *, data=None, labelled: bool = True, kinds: list[ModelKind] | None = None,
-            encoders: list[Path] = (), inputs: dict[str, InputSpec] | None = None, progress: bool = True) -> Prepared:
+            encoders: list[Path] = (), inputs: dict[str, InputSpec] | None = None, fraction: float = 1.0,
+            progress: bool = True) -> Prepared:
     """Open ``data`` (default: the config's) and prepare what ``kinds`` read under ``cfg`` (default:
     every neural kind of its setups), the ``inputs`` given by name (a probe's representations) and
     what the ``encoders`` files read.
 
     ``labelled=False`` prepares it for pretraining: only its training and validation splits are
-    needed and its labels are never read.
+    needed and its labels are never read. ``fraction`` keeps that share of the training split
+    (``datasets.base.nested_share``), before any statistics are fitted on it.
     """
     progress = progress and distributed.is_main()
     kinds = kinds_of(cfg) if kinds is None else kinds
@@ -207,6 +209,9 @@ def prepare(cfg, *, data=None, labelled: bool = True, kinds: list[ModelKind] | N
                                          f.eval_window, f.scaling, f.statistics), tracks, d.min_seconds)
     splits = ("train", "validation", "test") if labelled else ("train", "validation")
     prepared.tracks = {s: [t for t in tracks if t.split == s and t.id not in prepared.skipped] for s in splits}
+    if fraction < 1:
+        kept = nested_share([t.id for t in prepared.tracks["train"]], fraction, seed=cfg.seed)
+        prepared.tracks["train"] = [t for t in prepared.tracks["train"] if t.id in kept]
     prepared.flagged = {i: note for i, note in prepared.flagged.items() if i not in prepared.skipped}
     for split, ts in prepared.tracks.items():
         if not ts:

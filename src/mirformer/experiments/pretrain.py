@@ -111,7 +111,8 @@ def pretrain_kinds(cfg, kinds: list[ModelKind], run_dir: Path, *, tag: str = "",
     unread), with ``tag`` ending their stage folders; return each kind's (encoder file, stage histories)."""
     if not kinds:
         return {}
-    prepared = prepare(cfg, data=cfg.pretrain.data, labelled=False, kinds=kinds, progress=progress)
+    prepared = prepare(cfg, data=cfg.pretrain.data, labelled=False, kinds=kinds, fraction=cfg.pretrain.fraction,
+                       progress=progress)
     return {kind.name: pretrain(kind, prepared, run_dir, tag=tag) for kind in kinds}
 
 

@@ -58,7 +58,19 @@ def questions(results: dict) -> list[tuple[str, str, str]]:
         if setups[n].get("pretrained"):
             out += [(n, m, "does pretraining help?") for m in trained
                     if setups[m].get("model") == setups[n].get("model") and not setups[m].get("pretrained")
-                    and setups[m].get("sweep") == setups[n].get("sweep")]
+                    and _same_value(setups[m], setups[n])]
+    out += _continuous_against_discrete(results, trained)
+    out += _sweep_questions(setups)
+    best = best_on_validation(results)
+    if best is not None:
+        out += [(best, n, "is the best setup (on validation) ahead of the others?") for n in setups if n != best]
+    return out
+
+
+def _continuous_against_discrete(results: dict, trained: list[str]) -> list[tuple[str, str, str]]:
+    """Between kinds of one architecture, in the same mode (and at the same value of a sweep): each
+    model reading continuous frames against each reading ids."""
+    setups, out = results["setups"], []
     for n in trained:
         s, rep = setups[n], _representation(results, setups[n])
         if rep is None or rep.discrete or _kind(s) is None:
@@ -67,13 +79,28 @@ def questions(results: dict) -> list[tuple[str, str, str]]:
             other, other_rep = setups[m], _representation(results, setups[m])
             if (other_rep is not None and other_rep.discrete and _kind(other) is not None
                     and _kind(other).architecture == _kind(s).architecture
-                    and other.get("pretrained") == s.get("pretrained") and other.get("strategy") == s.get("strategy")):
+                    and other.get("pretrained") == s.get("pretrained") and other.get("strategy") == s.get("strategy")
+                    and _same_value(other, s)):
                 out.append((n, m, f"does the {rep.label} model beat the {other_rep.label} models?"))
-    out += _sweep_questions(setups)
-    best = best_on_validation(results)
-    if best is not None:
-        out += [(best, n, "is the best setup (on validation) ahead of the others?") for n in setups if n != best]
     return out
+
+
+def gap_pairs(results: dict) -> list[dict]:
+    """Where both sides of a continuous-against-discrete question are swept: the same two models at
+    the first and at the last value of the sweep (does the gap move along it?)."""
+    setups, by_pair = results["setups"], {}
+    for n, m, question in _continuous_against_discrete(results, list(setups)):
+        a, b = setups[n], setups[m]
+        if a.get("sweep") and b.get("sweep"):
+            key = (a["model"], b["model"], a.get("strategy"), a.get("pretrained"), question)
+            by_pair.setdefault(key, []).append((n, m))
+    return [{"question": key[-1], "first": pairs[0], "last": pairs[-1]} for key, pairs in by_pair.items()
+            if len(pairs) > 1]
+
+
+def _same_value(a: dict, b: dict) -> bool:
+    """Two setups comparable under a sweep: at the same value, or one of them not swept."""
+    return a.get("sweep") is None or b.get("sweep") is None or a["sweep"] == b["sweep"]
 
 
 def _sweep_questions(setups: dict) -> list[tuple[str, str, str]]:
@@ -128,8 +155,17 @@ def evidence_of_run(results: dict, run_dir: Path, *, seed: int = 0, n_resamples:
             t.update(p_holm=adjusted, family=len(family))
     layers = layer_evidence(results, run_dir, task, intervals, seed=seed, n_resamples=n_resamples,
                             n_permutations=n_permutations)
+    gaps = []
+    for pair in gap_pairs(results):  # (a, b) at the sweep's first value, then at its last
+        (ids, y, a1), (_, _, b1) = (loaded[n] for n in pair["first"])
+        (ids_last, _, a2), (_, _, b2) = (loaded[n] for n in pair["last"])
+        assert list(ids) == list(ids_last), "swept setups score the same test clips"
+        gaps.append({**pair, "metric": monitor,
+                     **stats.gap_change(task.kernels[monitor], y, (a1, b1), (a2, b2), groups=task.strata(y), seed=seed,
+                                        n_resamples=n_resamples, n_permutations=n_permutations)})
     return {"split": "test", "confidence": stats.CONFIDENCE, "n_resamples": n_resamples,
             "n_permutations": n_permutations, "seed": seed,
             "method": "percentile bootstrap over clips (stratified by class for classification); "
                       "paired permutation test, two-sided; Holm's adjustment over each question's tests",
-            "intervals": intervals, "paired": tests, **({"layers": layers} if layers else {})}
+            "intervals": intervals, "paired": tests, **({"layers": layers} if layers else {}),
+            **({"gaps": gaps} if gaps else {})}

@@ -268,22 +268,49 @@ def _sweep_lines(results: dict, out: Path) -> list[str]:
             if any(k in m for m in measured.values())}
     reference = {n: point[n]["value"] for n, s in setups.items() if not s.get("sweep") and n in point}
     label = METRIC_LABELS.get(monitor, monitor)
-    plot_sweep(lines, key, monitor, out / "sweep.png", side=side or None, reference=reference,
-               side_title="the tokenizer's own reconstruction (validation clips)",
-               title=f"{results.get('dataset', '')}: test {label} against {key}")
     values = list(dict.fromkeys(s["sweep"]["value"] for s in swept.values()))
+    # Where the swept setting changes how many clips pretraining read, those are the x axis.
+    clips = {s["sweep"]["value"]: s["pretrain_clips"] for s in swept.values() if "pretrain_clips" in s}
+    clips = clips if len(set(clips.values())) == len(values) == len(clips) else None
+    plot_sweep(lines, key, monitor, out / "sweep.png", side=side or None, reference=reference,
+               side_title="the tokenizer's own reconstruction (validation clips)", x=clips,
+               title=f"{results.get('dataset', '')}: test {label} against {key}")
     md = [f"## Against {key}", "", f"![test {label} against {key}](sweep.png)", "",
-          f"| {key} | " + " | ".join([*lines, *side]) + " |", "|---:|" + "---:|" * (len(lines) + len(side))]
+          f"| {key} | " + ("pretraining clips | " if clips else "") + " | ".join([*lines, *side]) + " |",
+          "|---:|" + "---:|" * (len(lines) + len(side) + bool(clips))]
     for v in values:
-        cells = [next((_fmt(m["value"], m if "low" in m and m["low"] != m["high"] else None)
-                       for value, m in points if value == v), "n/a") for points in lines.values()]
+        cells = [str(clips[v])] if clips else []
+        cells += [next((_fmt(m["value"], m if "low" in m and m["low"] != m["high"] else None)
+                        for value, m in points if value == v), "n/a") for points in lines.values()]
         cells += [next((f"{n:.1f}" for value, n in pts if value == v), "n/a") for pts in side.values()]
         md.append(f"| {v} | " + " | ".join(cells) + " |")
+    md += _gap_lines(results, key, values)
     if measured:
         clips = next(iter(measured.values())).get("clips")
         md += ["", f"Reconstruction: each value's tokens decoded by the tokenizer itself, on {clips} validation "
                "clips (SNR of the waveform; log-spectral distance of 1024-point power spectra)."]
     return md + [""]
+
+
+def _gap_lines(results: dict, key: str, values: list) -> list[str]:
+    """Does a gap between two models move along the sweep (``stats.gap_change``)?"""
+    gaps = (results.get("evidence") or {}).get("gaps")
+    if not gaps:
+        return []
+    md = ["", f"Does the gap move from {key} = {values[0]} to {values[-1]}? The change of the paired difference "
+          "a - b (on the same test clips), its 95% bootstrap interval, and the p-value of a permutation test that "
+          "exchanges the two values clip by clip.", "",
+          f"| question | a | b | gap at {values[0]} | gap at {values[-1]} | change [95% CI] | p |",
+          "|:---|:---|:---|---:|---:|---:|---:|"]
+    for g in gaps:
+        a, b = (results["setups"][n]["model"] for n in g["first"])
+        md.append(f"| {g['question']} | {a} | {b} | {_signed(g['gap_first'])} | {_signed(g['gap_last'])} | "
+                  f"{_signed(g['difference'])} [{_signed(g['low'])}, {_signed(g['high'])}] | {g['p']:.3f} |")
+    return md
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}"
 
 
 def _layer_lines(results: dict, out: Path) -> list[str]:

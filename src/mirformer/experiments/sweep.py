@@ -46,6 +46,11 @@ def _with_setting(cfg, key: str, value):
     return from_dict(type(cfg), merge(to_dict(cfg), parse_overrides([f"{key}={value}"])), where="")
 
 
+def _pretraining(kind, cfg) -> tuple:
+    """What a kind's pretraining reads of ``cfg``: the shared pretraining stage and its own section."""
+    return cfg.pretrain, kind.settings(cfg)
+
+
 def variants(cfg) -> list[Variant]:
     """The comparison as runs of one config each: one run without a sweep; with one, the setups
     the sweep leaves alone (if any), then the varied ones once per value."""
@@ -59,12 +64,16 @@ def variants(cfg) -> list[Variant]:
     swept = [_with_setting(cfg, sweep.key, v) for v in sweep.values]
     varied = []
     for name in cfg.setups:
-        kind, _ = parse_setup(name)
+        kind, mode = parse_setup(name)
         if kind.neural and any(kind.input(c) != kind.input(swept[0]) for c in swept[1:]):
             varied.append(name)
+        elif kind.pretrains and mode != "scratch" and any(_pretraining(kind, c) != _pretraining(kind, swept[0])
+                                                          for c in swept[1:]):
+            varied.append(name)  # its input is the same, its pretraining is not (pretrain.fraction)
     if not varied:
-        raise ConfigError(f"sweep.key={sweep.key} changes the input of none of the setups {cfg.setups}; sweep a "
-                          "setting of a representation they read (e.g. tokenizer.codebooks)")
+        raise ConfigError(f"sweep.key={sweep.key} changes the input or pretraining of none of the setups {cfg.setups}; "
+                          "sweep a setting of a representation they read (e.g. tokenizer.codebooks) or of their "
+                          "pretraining (pretrain.fraction)")
     leaf = sweep.key.rsplit(".", 1)[-1]
     fixed = [n for n in cfg.setups if n not in varied]
     out = [Variant("", None, replace(cfg, setups=fixed))] if fixed else []
