@@ -168,14 +168,14 @@ def _number(value) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def _si(value) -> str:
-    """A large count with an SI prefix (FLOPs, bytes): ``1.17 M``."""
+def _si(value, unit: str = "") -> str:
+    """A large count with an SI prefix (FLOPs, bytes): ``1.17 M``, ``39.8 MB``; a dash when not measured."""
     if value is None:
         return "–"
     for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}"
-    return f"{value:.3g}"
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
 
 
 def _cost_lines(results: dict, out: Path) -> list[str]:
@@ -200,7 +200,7 @@ def _cost_lines(results: dict, out: Path) -> list[str]:
         trained = (c.get("training") or {}).get("windows_per_second")
         md.append(f"| {name} | {_number(params.get('total'))} ({_number(params.get('trainable'))}) | "
                   f"{_si(c.get('representation_flops_per_second'))} | {_si(c.get('model_flops_per_second'))} | "
-                  f"{_number(c.get('extraction_x_realtime'))} | {_si(c.get('store_bytes_per_hour'))}B | "
+                  f"{_number(c.get('extraction_x_realtime'))} | {_si(c.get('store_bytes_per_hour'), 'B')} | "
                   f"{_number(trained)} | {_number(c.get('inference_x_realtime'))} |")
         total = (c.get("representation_flops_per_second") or 0) + (c.get("model_flops_per_second") or 0)
         interval = ((results.get("evidence") or {}).get("intervals", {}).get(name) or {}).get(monitor)

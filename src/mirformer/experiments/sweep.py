@@ -1,11 +1,12 @@
 """One setting varied inside one comparison: ``sweep: {key: tokenizer.codebooks, values: [1, 2, 4, 8]}``.
 
-The setups whose input the setting changes run once per value, named ``<setup>@<leaf>=<value>``
+The setups whose input the setting changes (or, for pretrained setups, whose pretraining it
+changes: ``pretrain.fraction``) run once per value, named ``<setup>@<leaf>=<value>``
 (``tokenformer-scratch@codebooks=2``), their pretraining and inputs too; every other setup runs
 once. All of them share the run folder, the test clips and so the report's intervals and paired
 tests; the report adds a question (each value against the first, per model and mode) and a plot
-of test score against the value. Which setups vary is read from the kinds' declared inputs,
-never from names.
+of test score against the value. Which setups vary is read from the kinds' declared inputs and
+pretraining settings, never from names.
 """
 
 from __future__ import annotations
