@@ -7,6 +7,19 @@ import soundfile as sf
 from mirformer.datasets.base import Track
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread: they gain nothing from threads, and on a busy machine
+    OpenMP's waits make them 10-100x slower. A module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
     """Every test writes under its own MIRFORMER_HOME, never the user's."""

@@ -18,15 +18,7 @@ from mirformer.errors import CheckpointError, ConfigError
 from mirformer.representations.tokenizers.base import open_tokenizer
 from mirformer.representations.vq import VQTokens
 
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight over a shared machine's cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
 
 def _fit_codebooks(layers, latents: torch.Tensor) -> None:

@@ -24,13 +24,7 @@ FAMILIES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 SR = 8000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight over a shared machine's cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
 
 @pytest.fixture(scope="module")

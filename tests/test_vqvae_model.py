@@ -37,14 +37,7 @@ def random_codebooks(model: VQVAE, *, seconds: float = 0.5, levels=None) -> VQVA
     return model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from threads, and on a busy machine OpenMP's waits make them
-    10-100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest.py)
 
 
 @pytest.fixture(scope="module")
