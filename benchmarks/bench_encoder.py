@@ -80,9 +80,9 @@ def main() -> None:
     cases = [
         ("nn.TransformerEncoder fp32, dropout 0.1 (thesis code)",
          lambda: ThesisBaseline(s["d_model"], s["n_layers"], s["n_heads"], s["d_ff"]), False),
-        ("mirformer fp32 (fused attention)", lambda: Former(kind="spectroformer", encoder=enc, input_dim=N_MELS,
+        ("mirformer fp32 (fused attention)", lambda: Former(frontend="projection", encoder=enc, input_dim=N_MELS,
                                                             n_classes=N_CLASSES), False),
-        ("mirformer bf16 autocast (fused attention)", lambda: Former(kind="spectroformer", encoder=enc,
+        ("mirformer bf16 autocast (fused attention)", lambda: Former(frontend="projection", encoder=enc,
                                                                      input_dim=N_MELS, n_classes=N_CLASSES), True),
     ]
     print(f"size {args.size}: {s}, {args.threads} threads, median of {args.repeats} steps")

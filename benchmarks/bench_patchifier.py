@@ -66,7 +66,7 @@ def main() -> None:
                "pad": torch.zeros(args.batch, frames, dtype=torch.bool)}
     patches = {"x": windows["x"][:, :PATCH], "pad": windows["pad"][:, :PATCH]}
     cases = [  # name, model, objective, batch, patches per window
-        ("SpectroFormer (d256, 8 layers), masked frames", lambda: Former(kind="spectroformer", encoder=spectro,
+        ("SpectroFormer (d256, 8 layers), masked frames", lambda: Former(frontend="projection", encoder=spectro,
                                                                          input_dim=N_MELS),
          SpectroObjective(SpectroMaskConfig(block_frames=5)), windows, args.patches),
         ("Patchifier stage II, 75% of patches masked", lambda: Patchifier(cfg), MaskedPatchModelling(aug, PATCH),

@@ -23,6 +23,7 @@ TINY = [
     "--set", "window_seconds=0.768", "--set", "spectroformer.mask.block_frames=4",  # 48 frames at hop 256
     "--set", "pretrain.epochs=2", "--set", "finetune.epochs=2", "--set", "scratch.epochs=2",
     "--set", "workers=1", "--set", "mfcc_linear.sample_rate=16000",
+    "--set", "deform=[]",  # clean test clips only (tests/test_robustness.py scores deformed ones)
     # A tiny one-level VQ-VAE with hop 256: tokens at the mel frame rate, so windows of 48 both.
     "--set", "tokenizer.train={vqvae: {sample_rate: 16000, downs_t: [8], width: 8, depth: 1, emb_width: 8, "
              "l_bins: 32}, epochs: 1, crop_seconds: 0.5, crops_per_track: 1, batch_size: 4, bandwidth_seconds: 5}",

@@ -33,7 +33,8 @@ def _args(out):
     # Global batches that divide over 2 processes; a 2-point grid; 4 fine-tuning epochs to kill one in.
     return ["compare", "--preset", "quickstart", *TINY_RUN, "--set", TINY_PATCHIFIER, "--out", str(out), "--quiet",
             "--set", f"setups=[{', '.join(SETUPS)}]", "--set", "finetune.epochs=4",
-            "--set", "finetune.grid={batch_size: [8, 16]}", "--set", "trainer.num_workers=0"]
+            "--set", "finetune.grid={batch_size: [8, 16]}", "--set", "trainer.num_workers=0",
+            "--deform", "noise:snr=10"]
 
 
 def _cli(args, home, **kwargs):
@@ -70,6 +71,11 @@ def test_comparison_under_ddp_on_two_cpu_processes_then_resumed(tmp_path):
     assert list(results["setups"]) == SETUPS and log.count("| spectroformer-pretrained-finetuned |") == 1
     # One set of run files: nothing written twice under another name.
     assert sorted(p.name for p in out.glob("*.json")) == ["config.json", "results.json"]
+    # The test clips deformed once, the two ranks writing disjoint shares; every setup scored on them.
+    copies = list((home / "features").glob("*noise*/audio/*"))
+    assert len(copies) == results["counts"]["test"] and all(p.suffix == ".wav" for p in copies)
+    assert all(list(s["robustness"]) == ["noise-snr=10"] for s in results["setups"].values())
+    assert len(results["evidence"]["robustness"]["losses"]) == len(SETUPS)
 
     # A single process scores the selected checkpoints again: the same numbers, every clip once.
     os.environ["MIRFORMER_HOME"] = str(home)  # the same feature stores

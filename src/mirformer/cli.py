@@ -78,6 +78,13 @@ def _run_args(p: argparse.ArgumentParser, *, preset: str, out: str | None, train
         g.add_argument("--precision", help="32-true, bf16-mixed (CPU/GPU), 16-mixed (GPU, loss scaling)")
 
 
+def _deform_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--deform", action="append", metavar="SPEC",
+                   help="also score every setup on deformed test clips (repeat): noise:snr=20,10, gain:db=-20, "
+                        "mp3:kbps=64,32, pitch:semitones=-1,1, stretch:rate=0.9,1.1, lowpass:hz=4000, clip:db=-6, "
+                        "reverb:room=0.5 (replaces the preset's deform list; --set deform=[] scores clean clips only)")
+
+
 def _fraction_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrain-fractions", type=_fractions, metavar="F,F,...",
                    help="pretrain on nested shares of the pretraining set's training split (e.g. 0.1,0.3,1.0), "
@@ -100,6 +107,8 @@ def _overrides(args) -> dict:
             raise ConfigError("--pretrain-fractions is a sweep of pretrain.fraction; --set sweep=... names another: "
                               "give one of the two")
         overrides = merge(overrides, {"sweep": {"key": "pretrain.fraction", "values": args.pretrain_fractions}})
+    if getattr(args, "deform", None):  # the flags win over the preset's list and --set deform=...
+        overrides = merge(overrides, {"deform": args.deform})
     if args.data_root:
         overrides = merge(overrides, {"data": {"root": args.data_root}})
     trainer = {k: getattr(args, k, None) for k in TRAINER_FLAGS if getattr(args, k, None) is not None}
@@ -341,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "mean and std across seeds; overrides the config's seed")
     c.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     _fraction_arg(c)
+    _deform_arg(c)
     c.set_defaults(func=cmd_compare)
 
     pt = sub.add_parser("pretrain", help="pretrain encoders only; write self-contained encoder checkpoints")
@@ -368,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fine-tuning strategy (repeat; default: finetune.strategy; representations: "
                          "linear-probe and/or mlp-probe, default probe.strategies)")
     ev.add_argument("--baseline", action="store_true", help="add the reference setups (the MFCC baseline)")
+    _deform_arg(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     em = sub.add_parser("embed", help="per-file embeddings of audio from an encoder checkpoint, as .npy")

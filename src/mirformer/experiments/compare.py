@@ -4,7 +4,8 @@ Each model kind with a pretrained setup is pretrained on the pretraining data (`
 by default the comparison's own data, labels unread) into a self-contained encoder file; then
 every setup trains downstream, a pretrained one from its encoder file alone; then the report.
 It loops over the registered kinds and names none; a swept setting (``experiments.sweep``) runs
-the setups it changes once per value. Every stage writes its result into its own
+the setups it changes once per value; with ``deform`` settings, every setup is then scored on
+deformed test clips too (``experiments.robustness``). Every stage writes its result into its own
 folder of the run directory, so a rerun skips finished stages and resumes an interrupted one.
 """
 
@@ -19,6 +20,7 @@ from mirformer.experiments.evaluate import evaluate, finish
 from mirformer.experiments.prepare import Prepared, kinds_of, prepare
 from mirformer.experiments.probes import probe_setups, unique_labels
 from mirformer.experiments.pretrain import pretrain_kinds
+from mirformer.experiments.robustness import score_robustness
 from mirformer.experiments.run import default_run_dir, start_run
 from mirformer.experiments.sweep import Variant, variants
 from mirformer.kinds import KINDS
@@ -37,7 +39,9 @@ def run_compare(cfg, run_dir: Path | None = None, *, progress: bool = True) -> d
     for i, variant in enumerate(variants(cfg)):  # one, unless a setting is swept
         # The probed representations do not depend on a swept setting: they run once, with the first.
         prepared, setups, histories = _variant(variant, run_dir, probes=i == 0, progress=progress)
-        for name, result in evaluate(setups, prepared, run_dir).items():
+        scored = evaluate(setups, prepared, run_dir)
+        score_robustness(setups, scored, prepared, run_dir)
+        for name, result in scored.items():
             results[name] = {**result, "sweep": variant.about(cfg.sweep.key)} if variant.tag else result
             if name in histories:  # the pretraining curves beside the fine-tuning's
                 stages = histories[name]

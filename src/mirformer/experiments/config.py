@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, make_dataclass
 
 from mirformer.audio import MIN_SECONDS
+from mirformer.deformations import parse_deforms
 from mirformer.errors import ConfigError
 from mirformer.experiments.sweep import SweepConfig
 from mirformer.kinds import KINDS, known_setups
@@ -96,6 +97,9 @@ class SharedConfig:
     # window per clip ("centre", cheaper); the final scores of every split read every window.
     epoch_validation: str = "tiled"
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    # Deformations the test clips are scored under besides clean (``mirformer.deformations``
+    # specs such as "noise:snr=20,10" or "mp3:kbps=64"); every trained setup is scored again.
+    deform: list = field(default_factory=list)
     sweep: SweepConfig = field(default_factory=SweepConfig)  # one setting varied across setups
 
 
@@ -106,6 +110,7 @@ def _check(self) -> None:
         raise ConfigError(f"feature_dtype must be one of {Spectrogram.DTYPES}, got {self.feature_dtype!r}")
     if not self.window_seconds > 0:
         raise ConfigError(f"window_seconds must be > 0, got {self.window_seconds!r}")
+    parse_deforms(self.deform)  # a bad spec fails here, before any work
     unknown = sorted(set(self.setups) - set(known_setups()))
     if unknown:
         raise ConfigError(f"unknown setup(s) {unknown}; known: {known_setups()}")

@@ -166,11 +166,16 @@ def _csv(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if ("," in text or '"' in text) else text
 
 
+def device_of(cfg) -> str:
+    """Where final scores are computed: the GPU when the trainer may use one, else the CPU."""
+    return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
+
+
 def score(model: nn.Module, prepared: Prepared, inp: Input, folder: Path, run_dir: Path) -> dict:
     """Clip-level metrics on every split; predictions saved beside them as CSV, and the clip
     outputs with their track ids and targets as ``outputs.npz`` (the report's evidence)."""
     cfg, task = prepared.cfg, prepared.task
-    device = "cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
+    device = device_of(cfg)
     splits, rows, saved, spent = {}, ["split,track_id,target,predicted"], {}, {}
     for split, tracks in prepared.tracks.items():
         t0 = time.perf_counter()

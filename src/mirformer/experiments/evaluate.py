@@ -17,6 +17,7 @@ from pathlib import Path
 from mirformer import distributed, paths
 from mirformer.atomic import write_json
 from mirformer.config_tree import sections, touched
+from mirformer.deformations import parse_deforms
 from mirformer.encoder_file import read_encoder
 from mirformer.errors import ConfigError
 from mirformer.experiments.cost import machine
@@ -24,6 +25,7 @@ from mirformer.experiments.downstream import Setup, run_setup
 from mirformer.experiments.prepare import Prepared, prepare
 from mirformer.experiments.probes import probe_setups, unique_labels
 from mirformer.experiments.questions import evidence_of_run
+from mirformer.experiments.robustness import describe, score_robustness
 from mirformer.experiments.run import config_hash, log, start_run
 from mirformer.kinds import KINDS
 from mirformer.kinds.probe import PROBES, probe_inputs
@@ -62,6 +64,7 @@ def finish(prepared: Prepared, setups: dict[str, dict], run_dir: Path, t0: float
         "flagged": prepared.flagged,
         "setups": setups,
         "seconds": time.time() - t0,
+        "deformations": [describe(d) for d in parse_deforms(cfg.deform)],
         "machine": machine(),  # where the costs were measured
         "run_dir": str(run_dir),
     }
@@ -149,4 +152,6 @@ def run_evaluate(cfg, encoders: list[str | Path] = (), *, representations: list[
                     replace(cfg.finetune, strategy=mode), path, str(path)) for path in encoders for mode in modes]
     setups += probe_setups(cfg, prepared, probed, probing)
     setups += [Setup(name, kind) for kind in references for name in kind.setups()]
-    return finish(prepared, evaluate(setups, prepared, run_dir), run_dir, t0)
+    results = evaluate(setups, prepared, run_dir)
+    score_robustness(setups, results, prepared, run_dir)
+    return finish(prepared, results, run_dir, t0)

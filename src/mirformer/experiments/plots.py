@@ -343,3 +343,34 @@ def plot_cost(points: dict, metric: str, path: str | Path) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     _save(fig, path)
+
+
+def plot_robustness(families: dict, metric: str, path: str | Path) -> None:
+    """Test score against the strength of each deformation family, one panel per family and one
+    line per setup, with 95% intervals; the clean clips first.
+
+    Parameters
+    ----------
+    families : dict
+        ``{family: {"ticks": [label, ...], "lines": {setup: [(position, {"value", "low", "high"}), ...]}}}``;
+        the ticks label positions 0.. (``"clean"`` first, then the settings, weakest first).
+    metric : str
+    path : str or Path
+        PNG to write (atomically).
+    """
+    fig = Figure(figsize=(4.6 * len(families) + 1.8, 4.0), layout="constrained")
+    for k, (family, panel) in enumerate(families.items()):
+        ax = fig.add_subplot(1, len(families), k + 1)
+        n = len(panel["lines"])
+        for i, (name, points) in enumerate(panel["lines"].items()):
+            at = np.array([p for p, _ in points]) + 0.05 * (i - n / 2)  # dodged so the bars do not overlap
+            ys = np.array([[m["value"], m["low"], m["high"]] for _, m in points])
+            ax.errorbar(at, ys[:, 0], yerr=[ys[:, 0] - ys[:, 1], ys[:, 2] - ys[:, 0]], fmt="-o", ms=4, capsize=3,
+                        color=f"C{i % 10}", label=name)
+        ax.set_xticks(range(len(panel["ticks"])), panel["ticks"], fontsize=8)
+        ax.set_title(family, fontsize=10)
+        ax.set_ylabel(f"test {METRIC_LABELS.get(metric, metric)} (95% interval)")
+        ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", frameon=False, fontsize=7)
+    _save(fig, path)

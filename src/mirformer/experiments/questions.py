@@ -59,7 +59,7 @@ def questions(results: dict) -> list[tuple[str, str, str]]:
             out += [(n, m, "does pretraining help?") for m in trained
                     if setups[m].get("model") == setups[n].get("model") and not setups[m].get("pretrained")
                     and _same_value(setups[m], setups[n])]
-    out += _continuous_against_discrete(results, trained)
+    out += continuous_against_discrete(results, trained)
     out += _sweep_questions(setups)
     best = best_on_validation(results)
     if best is not None:
@@ -67,7 +67,7 @@ def questions(results: dict) -> list[tuple[str, str, str]]:
     return out
 
 
-def _continuous_against_discrete(results: dict, trained: list[str]) -> list[tuple[str, str, str]]:
+def continuous_against_discrete(results: dict, trained: list[str]) -> list[tuple[str, str, str]]:
     """Between kinds of one architecture, in the same mode (and at the same value of a sweep): each
     model reading continuous frames against each reading ids."""
     setups, out = results["setups"], []
@@ -89,7 +89,7 @@ def gap_pairs(results: dict) -> list[dict]:
     """Where both sides of a continuous-against-discrete question are swept: the same two models at
     the first and at the last value of the sweep (does the gap move along it?)."""
     setups, by_pair = results["setups"], {}
-    for n, m, question in _continuous_against_discrete(results, list(setups)):
+    for n, m, question in continuous_against_discrete(results, list(setups)):
         a, b = setups[n], setups[m]
         if a.get("sweep") and b.get("sweep"):
             key = (a["model"], b["model"], a.get("strategy"), a.get("pretrained"), question)
@@ -163,9 +163,13 @@ def evidence_of_run(results: dict, run_dir: Path, *, seed: int = 0, n_resamples:
         gaps.append({**pair, "metric": monitor,
                      **stats.gap_change(task.kernels[monitor], y, (a1, b1), (a2, b2), groups=task.strata(y), seed=seed,
                                         n_resamples=n_resamples, n_permutations=n_permutations)})
+    from mirformer.experiments.robustness_evidence import robustness_evidence  # it reads this module's questions
+
+    robustness = robustness_evidence(results, run_dir, task, seed=seed, n_resamples=n_resamples,
+                                     n_permutations=n_permutations) if results.get("deformations") else None
     return {"split": "test", "confidence": stats.CONFIDENCE, "n_resamples": n_resamples,
             "n_permutations": n_permutations, "seed": seed,
             "method": "percentile bootstrap over clips (stratified by class for classification); "
                       "paired permutation test, two-sided; Holm's adjustment over each question's tests",
             "intervals": intervals, "paired": tests, **({"layers": layers} if layers else {}),
-            **({"gaps": gaps} if gaps else {})}
+            **({"gaps": gaps} if gaps else {}), **({"robustness": robustness} if robustness else {})}

@@ -15,6 +15,7 @@ from mirformer.atomic import write_text
 from mirformer.errors import ConfigError
 from mirformer.experiments.plots import (METRIC_LABELS, plot_confusion, plot_curves, plot_forest, plot_modes,
                                          plot_cost, plot_layers, plot_sweep)
+from mirformer.experiments.robustness_report import robustness_lines
 from mirformer.representations import representation_class
 from mirformer.tasks import Task, make_task
 from mirformer.tasks.base import metric_of
@@ -368,7 +369,7 @@ def _confusion_lines(results: dict, out: Path, slugs: dict[str, str]) -> list[st
 
 def write_report(results: dict, out_dir: str | Path) -> str:
     """Write ``report.md`` and its figures: ``forest.png``, ``sweep.png`` (a swept setting),
-    ``curves.png``, ``modes_<model>.png``,
+    ``robustness.png`` (deformed test clips), ``curves.png``, ``modes_<model>.png``,
     ``confusion_<setup>.png`` (test split), and ``per_tag_test.csv`` where setups score tags.
 
     Parameters
@@ -403,6 +404,7 @@ def write_report(results: dict, out_dir: str | Path) -> str:
     md += _evidence_lines(results, out)
     md += _sweep_lines(results, out)
     md += _layer_lines(results, out)
+    md += robustness_lines(results, out)
     grid = _grid_lines(setups)
     if grid:
         md += ["## Fine-tuning grid (selected on validation; only the selected setting is scored on test)", "",

@@ -20,7 +20,8 @@ from mirformer.training.loaders import per_device_batch
 
 def config_hash(cfg) -> str:
     """Hash of everything that changes results: not progress bars, loader or render processes,
-    nor the resamples of the report's intervals (recomputed from saved outputs at every finish).
+    nor the resamples of the report's intervals (recomputed from saved outputs at every finish),
+    nor the deformations the test clips are also scored under (they add scores, never change one).
 
     Precision, devices and strategy stay in: a bf16 or multi-GPU run never reuses fp32 results.
     """
@@ -29,6 +30,7 @@ def config_hash(cfg) -> str:
         d["trainer"].pop(key)
     d.pop("workers")
     d.pop("evidence")
+    d.pop("deform")
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

@@ -134,13 +134,17 @@ class MFCCLinear(Kind):
         return {self.name: None}
 
     def fit(self, tracks: list[Track], task: Task, settings: MFCCLinearConfig, *, seed: int = 0, workers: int = 1,
-            progress: bool = True) -> tuple[dict, dict]:
+            progress: bool = True, also: dict[str, list[Track]] | None = None) -> tuple[dict, dict]:
         """Features of every usable file, the linear model selected on validation, its scores.
 
         ``tracks`` are labelled tracks of every split in ``SPLITS``. Returns the setup's result
         (``name``, ``model``, ``pretrained``, ``task``, ``history`` (empty), ``skipped`` (id ->
         cause), ``selected`` (the strength), ``splits`` (``task.metrics`` per split)) and every
         split's clip outputs ``{split: (track ids, targets, outputs)}``.
+
+        ``also`` names more labelled clips (deformed test clips) that the fitted model scores too:
+        their outputs join the split's under their name, and ``result["also"][name]["skipped"]``
+        says which of them had no features.
 
         Raises ``ConfigError`` if a track has an unknown split or target, or a split has no usable file.
         """
@@ -164,6 +168,15 @@ class MFCCLinear(Kind):
             t0 = time.perf_counter()
             outputs[s] = ([t.id for t in kept if t.split == s], data[s][1], task.linear_outputs(model, data[s][0]))
             spent[s] = time.perf_counter() - t0
+        result_also = {}
+        for name, more in (also or {}).items():
+            X_more, kept_more, skipped_more = mfcc_features(more, sr=settings.sample_rate, n_mfcc=settings.n_mfcc,
+                                                            max_seconds=settings.seconds, workers=workers,
+                                                            progress=progress)
+            y_more = task.targets(kept_more)
+            outputs[name] = ([t.id for t in kept_more], y_more,
+                             task.linear_outputs(model, X_more) if kept_more else np.empty((0, task.n_outputs)))
+            result_also[name] = {"skipped": skipped_more}
         seconds = {s: sum(_seconds(t.path, settings.seconds) for t in kept if t.split == s) for s in SPLITS}
         weights = _parameters(model)
         cost = {"parameters": {"total": weights, "trainable": weights},
@@ -172,5 +185,7 @@ class MFCCLinear(Kind):
                 "inference_x_realtime": seconds["test"] / spent["test"] if spent["test"] else None}
         result = {"name": self.name, "model": self.name, "pretrained": False, "task": task.name, "history": [],
                   "skipped": skipped, "selected": selected, "cost": cost,
-                  "splits": {s: task.metrics(out, ys) for s, (_, ys, out) in outputs.items()}}
+                  "splits": {s: task.metrics(outputs[s][2], outputs[s][1]) for s in SPLITS}}
+        if also:
+            result["also"] = result_also
         return result, outputs

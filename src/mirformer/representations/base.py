@@ -112,8 +112,9 @@ class Representation(ABC):
         How a ``--representation`` spec names it (``"hf"`` in ``hf:models/hubert,layer=all``);
         the value after the colon sets the config field ``spec_field``.
     frames_from_samples : bool
-        Whether ``n_frames`` follows from a track's length (False for precomputed frames, whose
-        count only their file knows).
+        Whether it encodes the track's audio, so that ``n_frames`` follows from the audio's length
+        (False for precomputed frames, which only their files know and no change of the audio
+        reaches: they cost no extraction and are not scored on deformed clips).
 
     Attributes
     ----------
