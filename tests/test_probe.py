@@ -232,11 +232,15 @@ def test_precomputed_embeddings_are_checked_against_the_dataset_then_probed(tmp_
         y, _ = sf.read(track.path, dtype="float32")
         (emb / track.id).parent.mkdir(parents=True, exist_ok=True)
         np.save(emb / f"{track.id}.npy", Layered().encode(y)[:, 4:8].mean(0))
-    results = run_evaluate(_cfg(root, "probe.stage={epochs: 10, batch_size: 8, pooling: mean, optim: {lr: 0.01}}"),
+    results = run_evaluate(_cfg(root, "probe.stage={epochs: 10, batch_size: 8, pooling: mean, optim: {lr: 0.01}}",
+                                "deform=[noise:snr=0]"),
                            representations=[f"npy:{emb}"], run_dir=tmp_path / "run", progress=False)
     [(name, setup)] = results["setups"].items()
     assert name == "npy-emb-linear-probe" and setup["splits"]["test"]["macro_f1"] >= 0.75
     assert results["representations"][f"npy:{emb}"]["eval_window_frames"] == 1  # one vector per clip
+    # Deformed audio cannot reach precomputed embeddings: said, not scored as if it did.
+    assert "robustness" not in setup and "precomputed" in setup["robustness_skipped"]
+    assert "not scored on deformed clips" in (tmp_path / "run" / "report.md").read_text()
 
     bad = np.load(emb / "test/mid/1.wav.npy")
     bad[2] = np.nan

@@ -46,8 +46,11 @@ def _families(results: dict, losses: list[dict]) -> dict:
 def robustness_lines(results: dict, out: Path) -> list[str]:
     """The section, or nothing when the run scored no deformation."""
     robustness = (results.get("evidence") or {}).get("robustness")
+    unscored = [f"- {name}: {s['robustness_skipped']}" for name, s in results["setups"].items()
+                if s.get("robustness_skipped")]
     if not robustness or not robustness["losses"]:
-        return []
+        return ["## Robustness: deformed test clips", "", "Setups not scored on deformed clips:", "", *unscored,
+                ""] if unscored else []
     monitor = results["monitor"]
     label = METRIC_LABELS.get(monitor, monitor)
     plot_robustness(_families(results, robustness["losses"]), monitor, out / "robustness.png")
@@ -79,8 +82,6 @@ def robustness_lines(results: dict, out: Path) -> list[str]:
     skipped = [f"- {settings[d]['label']}, {name}: " + ", ".join(f"`{i}` ({why})" for i, why in e["skipped"].items())
                for name, s in results["setups"].items() for d, e in (s.get("robustness") or {}).items()
                if e.get("skipped")]
-    unscored = [f"- {name}: {s['robustness_skipped']}" for name, s in results["setups"].items()
-                if s.get("robustness_skipped")]
     if unscored:
         md += ["", "Setups not scored on deformed clips:", "", *unscored]
     if skipped:
