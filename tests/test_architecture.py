@@ -12,7 +12,7 @@ SRC = Path(__file__).parents[1] / "src" / "mirformer"
 # Lower layers never import higher ones (the design's "dependencies point down").
 LAYERS = [
     {"mirformer", "errors", "atomic", "paths", "registry", "config_tree", "distributed", "streaming"},
-    {"audio"},
+    {"audio", "deformations"},
     {"datasets"},
     {"representations", "tasks", "models", "objectives", "stats"},
     {"training", "kinds"},

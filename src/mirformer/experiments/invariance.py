@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mirformer.audio import load_audio
+from mirformer.deformations.noise import add_noise
 from mirformer.errors import AudioError, ConfigError, MirformerError
 from mirformer.representations.mel import THESIS, MelConfig, log_mel
 
@@ -73,13 +74,6 @@ def shift(y: np.ndarray, samples: int) -> np.ndarray:
 def apply_gain(y: np.ndarray, gain_db: float) -> np.ndarray:
     """Scale by ``gain_db`` dB (amplitude factor ``10 ** (gain_db / 20)``)."""
     return (y * 10 ** (gain_db / 20)).astype(y.dtype)
-
-
-def add_noise(y: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
-    """Add white Gaussian noise ``snr_db`` dB below the signal's mean power (one seed, one noise)."""
-    power = float(np.mean(np.square(y, dtype=np.float64)))
-    noise = np.random.default_rng(seed).standard_normal(len(y)) * np.sqrt(power / 10 ** (snr_db / 10))
-    return (y + noise).astype(y.dtype)
 
 
 def standard_transforms(
