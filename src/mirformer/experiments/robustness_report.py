@@ -31,7 +31,8 @@ def _families(results: dict, losses: list[dict]) -> dict:
     settings = {d["name"]: d for d in results["deformations"]}
     families: dict = {}
     for d in sorted(settings.values(), key=lambda d: d["strength"]):
-        panel = families.setdefault(f"{d['family']} ({d['param']}{', ' + d['unit'] if d['unit'] else ''})",
+        unit = f", {d['unit']}" if d["unit"] and d["unit"] != d["param"] else ""
+        panel = families.setdefault(f"{d['family']} ({d['param']}{unit})",
                                     {"ticks": ["clean"], "lines": {}, "at": {}})
         panel["at"][d["name"]] = len(panel["ticks"])
         panel["ticks"].append(f"{d['value']:g}")
