@@ -76,6 +76,15 @@ def test_comparison_under_ddp_on_two_cpu_processes_then_resumed(tmp_path):
     assert len(copies) == results["counts"]["test"] and all(p.suffix == ".wav" for p in copies)
     assert all(list(s["robustness"]) == ["noise-snr=10"] for s in results["setups"].values())
     assert len(results["evidence"]["robustness"]["losses"]) == len(SETUPS)
+    # Resumed with only the baseline's deformed score lost (the baseline fits on rank 0 alone):
+    # every rank still follows rank 0's plan, and the score is made again, the same.
+    lost = out / "mfcc-linear" / "robustness" / "noise-snr=10" / "result.json"
+    before = json.loads(lost.read_text())
+    lost.unlink()
+    proc = _cli([*_args(out), *DDP], home)
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log
+    assert json.loads(lost.read_text())["splits"] == before["splits"]
 
     # A single process scores the selected checkpoints again: the same numbers, every clip once.
     os.environ["MIRFORMER_HOME"] = str(home)  # the same feature stores

@@ -53,6 +53,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast(obj):
+    """``obj`` as rank 0 has it, on every rank (picklable; itself when alone)."""
+    if world_size() > 1:
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return obj
+
+
 def shard_spec() -> tuple[int, int] | None:
     """``(rank, world_size)`` for work split over the ranks (``FeatureStore.extract``'s shard); None alone."""
     return (rank(), world_size()) if world_size() > 1 else None

@@ -55,18 +55,20 @@ def score_robustness(setups: list[Setup], results: dict[str, dict], prepared: Pr
             log(f"{s.name}: not scored on deformed clips ({results[s.name]['robustness_skipped']})", prepared.progress)
         elif s.name in results:
             scored.append(s)
-    # Which (setup, setting) pairs are left is read before any rank writes one (DDP).
     todo = {s.name: [d for d in deformations if not _done(run_dir, s.name, d).exists()] for s in scored}
+    # Under DDP every rank deforms and extracts its share of what rank 0 finds left: rank 0 alone
+    # holds the setups that fit themselves, and it alone writes scores.
+    plan = distributed.broadcast({d.name: sorted({s.input for s in scored if d in todo[s.name] and s.kind.neural})
+                                  for d in deformations if any(d in todo[s.name] for s in scored)})
     for d in deformations:
-        wanted = [s for s in scored if d in todo[s.name]]
-        if not wanted:
+        if d.name not in plan:
             continue
         clips = deform_test(prepared.dataset.identity, prepared.tracks["test"], d, seed=cfg.seed,
                             workers=cfg.workers, progress=prepared.progress)
-        inputs = _deformed_inputs(prepared, clips, {s.input for s in wanted if s.kind.neural})
+        inputs = _deformed_inputs(prepared, clips, plan[d.name])
         if not distributed.is_main():
             continue
-        for setup in wanted:
+        for setup in [s for s in scored if d in todo[s.name]]:
             log(f"{setup.name}: scoring on {d.label}", prepared.progress)
             if setup.kind.neural:
                 _score_model(setup, results[setup.name], prepared, inputs[setup.input], clips, run_dir)
@@ -82,12 +84,12 @@ def _done(run_dir: Path, setup: str, d: Deformation) -> Path:
     return run_dir / setup / "robustness" / d.name / "result.json"
 
 
-def _deformed_inputs(prepared: Prepared, clips: DeformedClips, names: set[str]) -> dict[str, Input]:
+def _deformed_inputs(prepared: Prepared, clips: DeformedClips, names: list[str]) -> dict[str, Input]:
     """The inputs ``names`` on the deformed clips: their own stores (keyed by the deformed copy's
     identity), the clean inputs' windows and statistics. A clip whose features fail, or that the
     deformation made too short, is dropped from ``clips`` for every input."""
     cfg, inputs = prepared.cfg, {}
-    for name in sorted(names):
+    for name in names:
         clean = prepared.inputs[name]
         store = FeatureStore(paths.features_dir(), clips.identity, clean.representation)
         log(f"{name} features of {clips.deformation.label}: {store.dir}", prepared.progress)
