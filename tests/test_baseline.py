@@ -144,6 +144,21 @@ def test_mfcc_summary_layout():
     assert np.all(x[13:26] >= 0) and np.all(x[39:] >= 0)  # the two std blocks
 
 
+@pytest.mark.parametrize("sr", [22050, 16000])
+def test_mfcc_summary_equals_librosas_mfcc_and_delta(sr):
+    """mirformer's log-mel + scipy's DCT-II and Savitzky-Golay filter give librosa's numbers."""
+    import librosa
+
+    t = np.arange(int(2.3 * sr)) / sr
+    y = (0.3 * np.sin(2 * np.pi * 220 * t * (1 + 0.2 * t))
+         + 0.05 * np.random.default_rng(3).standard_normal(len(t))).astype(np.float32)
+    y[: sr // 4] = 0  # silence, so the 80 dB floor of power_to_db matters
+    mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
+    delta = librosa.feature.delta(mfcc, width=9)
+    expected = np.concatenate([mfcc.mean(1), mfcc.std(1), delta.mean(1), delta.std(1)])
+    np.testing.assert_allclose(mfcc_summary(y, sr=sr, n_mfcc=20), expected, rtol=0, atol=1e-3)
+
+
 @pytest.mark.parametrize(
     "change, match",
     [({"label": "other"}, "label 'other'"), ({"split": "dev"}, "split 'dev'")],

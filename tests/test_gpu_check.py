@@ -47,7 +47,9 @@ def test_every_part_runs_on_the_cpu_with_real_numbers(tmp_path, capsys):
                                                ff=c["encoder"]["d_ff"], layers=c["encoder"]["n_layers"],
                                                inputs=c["input_dim"])
     assert parts["peak"]["bf16_matmul_flops"] > 0
-    for run in (enc, largest, parts["encoder_compiled"]):
+    compiled = parts["encoder_compiled"]
+    assert compiled["batch_4"]["batch"] == 4 and compiled["batch_16"]["batch"] == 16
+    for run in (enc, largest, compiled["batch_4"], compiled["batch_16"]):
         assert run["tokens_per_s"] > 0 and 0 < run["fraction_of_peak"] < 1 and run["peak_gib"] > 0
     assert largest["batch"] == 16 and largest["stopped_by"].startswith("cap 16")  # no OOM on the CPU
     forced = {k: v for k, v in parts["attention"].items() if k != "part_s"}
@@ -66,7 +68,7 @@ def test_every_part_runs_on_the_cpu_with_real_numbers(tmp_path, capsys):
     names = ["bf16 dense matmul peak", "encoder step, eager", "  peak memory", "  fraction of bf16 peak",
              "encoder step, attention forced", "  attention flash_attention", "  attention math", "largest batch that fits", "  its throughput", "Patchifier stage II", "VQ-VAE top level, one-shot",
              "VQ-VAE top level, chunked", "log-mel on cpu", "log-mel, log_mel on the CPU", "embed, 0.25-minute WAV",
-             "tiny compare, bf16-mixed", "encoder step, torch.compile"]
+             "tiny compare, bf16-mixed", "encoder step, --compile, batch 4", "encoder step, --compile, batch 16"]
     title, header, *rows = capsys.readouterr().out.rstrip().splitlines()[-len(names) - 2:]  # the table comes last
     assert title.startswith(report["device"]) and header.split() == ["part", "value", "unit", "notes"]
     assert [row[: len(name)] for row, name in zip(rows, names)] == names

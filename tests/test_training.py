@@ -118,3 +118,22 @@ def test_task_targets_from_tracks():
     task = Classification(["a", "b"])
     task.fit([Track(str(i), "x.wav", "train", label=lab) for i, lab in enumerate("aab")])
     assert task.weights.tolist() == pytest.approx([0.75, 1.5])
+
+
+def test_compiled_training_compiles_every_part_and_trains_the_same(tmp_path):
+    """``trainer.compile`` (here dynamo's ``eager`` backend, which runs the traced graph as it is):
+    every call of a part runs compiled and the stage's losses equal the uncompiled stage's."""
+    data = Toy()
+    histories = {}
+    for backend in (None, "eager"):
+        torch.manual_seed(0)
+        module = PretrainModule(Former(frontend="projection", encoder=ENC, input_dim=8),
+                                objective=SpectroObjective(SpectroMaskConfig(block_frames=2)),
+                                optim=OptimConfig(lr=3e-3))
+        history, _ = fit_stage(module, DataLoader(data, batch_size=8), DataLoader(data, batch_size=8),
+                               stage_dir=tmp_path / str(backend), epochs=2, monitor="val/loss", mode="min",
+                               trainer_cfg=replace(TRAINER, compile=backend), seed=0)
+        compiled = [part._compiled_call_impl is not None for part in module.model.children()]
+        assert all(compiled) if backend else not any(compiled)
+        histories[backend] = [r[k] for r in history for k in ("train_loss", "val_loss")]
+    assert histories["eager"] == pytest.approx(histories[None], rel=1e-6)

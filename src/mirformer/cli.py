@@ -14,7 +14,7 @@ from pathlib import Path
 from mirformer.audio import MIN_SECONDS
 from mirformer.errors import ConfigError, MirformerError
 
-TRAINER_FLAGS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+TRAINER_FLAGS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "compile")
 
 
 def _seeds(text: str) -> list[int]:
@@ -76,6 +76,7 @@ def _run_args(p: argparse.ArgumentParser, *, preset: str, out: str | None, train
         g.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (SLURM sets the rest)")
         g.add_argument("--strategy", help="auto, ddp, ...")
         g.add_argument("--precision", help="32-true, bf16-mixed (CPU/GPU), 16-mixed (GPU, loss scaling)")
+        g.add_argument("--compile", metavar="BACKEND", help="torch.compile the network for training: inductor (GPU)")
 
 
 def _deform_arg(p: argparse.ArgumentParser) -> None:

@@ -31,6 +31,8 @@ def config_hash(cfg) -> str:
     d.pop("workers")
     d.pop("evidence")
     d.pop("deform")
+    if d["trainer"]["compile"] is None:  # runs from before the option keep their folders
+        d["trainer"].pop("compile")
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

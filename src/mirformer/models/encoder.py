@@ -82,6 +82,13 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
+def padding_if_any(pad: torch.Tensor | None) -> torch.Tensor | None:
+    """``pad`` where it marks any padding, else None, for ``Encoder``. Models call it before the
+    encoder: the check waits for the device, and inside the encoder it would split the graph that
+    ``--compile`` compiles."""
+    return pad if pad is not None and bool(pad.any()) else None
+
+
 class Encoder(nn.Module):
     """CLS + positions + transformer blocks over already-embedded inputs.
 
@@ -110,7 +117,8 @@ class Encoder(nn.Module):
         x : Tensor [shape=(B, L, D)]
             Embedded inputs.
         pad : bool Tensor [shape=(B, L)] or None
-            True where the input is padding (never attended to).
+            True where the input is padding (never attended to). Pass None where nothing is
+            (``padding_if_any``): attention then runs without a mask, on the fused kernels.
 
         Returns
         -------
@@ -132,7 +140,7 @@ class Encoder(nn.Module):
             x = x * math.sqrt(D)
         x = torch.cat([self.cls.to(x.dtype).expand(B, 1, D), x], dim=1) + self.positions[: L + 1].to(x.dtype)
         attn_mask = None
-        if pad is not None and bool(pad.any()):
+        if pad is not None:
             keep_mask = torch.cat([pad.new_zeros(B, 1), pad], dim=1).logical_not()  # (B, S), CLS always kept
             attn_mask = keep_mask[:, None, None, :]  # (B, 1, 1, S): True = may attend
         x = self.drop(x)

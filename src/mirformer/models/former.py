@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from mirformer.errors import CheckpointError, ConfigError
-from mirformer.models.encoder import Encoder, EncoderConfig
+from mirformer.models.encoder import Encoder, EncoderConfig, padding_if_any
 from mirformer.models.frontends import CodebookProjection, SpectrogramProjection, TokenEmbedding
 from mirformer.models.heads import HEADS, POOLINGS, PositionHead, make_head, pool
 from mirformer.models.saved import load_weights, read_saved
@@ -89,13 +89,13 @@ class Former(nn.Module):
 
     def forward_encoder(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L, F) frames, (B, L) or (B, L, C) token ids, (B, L) bool padding -> (B, L + 1, D) (CLS first)."""
-        return self.encoder(self.frontend(x), pad)
+        return self.encoder(self.frontend(x), padding_if_any(pad))
 
     frames_per_position = 1  # one input frame (or token) per encoder position
 
     def hidden_states(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Every encoder layer's states (``Encoder.layers``) and the positions' padding (B, L)."""
-        return self.encoder.layers(self.frontend(x), pad), pad
+        return self.encoder.layers(self.frontend(x), padding_if_any(pad)), pad
 
     def forward_pretrain(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """Masked inputs -> (B, L, F) per-position predictions (cells, or token-id logits), or

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from mirformer.errors import CheckpointError, ConfigError
-from mirformer.models.encoder import Encoder, EncoderConfig
+from mirformer.models.encoder import Encoder, EncoderConfig, padding_if_any
 from mirformer.models.heads import HEADS, POOLINGS, make_head, pool
 from mirformer.models.saved import load_weights, read_saved
 
@@ -169,7 +169,7 @@ class Patchifier(nn.Module):
         z = self.extract(patches, ppad)
         if mask is not None:
             z = torch.where(mask[..., None], self.mask_token.to(z.dtype), z)
-        return self.encoder(z, ppad), ppad
+        return self.encoder(z, padding_if_any(ppad)), ppad
 
     @property
     def frames_per_position(self) -> int:
@@ -179,7 +179,7 @@ class Patchifier(nn.Module):
         """Every bottleneck layer's states (``Encoder.layers``) over the patches, and the patches' padding."""
         patches = patchify(x, self.config.patch_frames)
         ppad = patch_padding(pad, self.config.patch_frames, patches.shape[1])
-        return self.encoder.layers(self.extract(patches, ppad), ppad), ppad
+        return self.encoder.layers(self.extract(patches, ppad), padding_if_any(ppad)), ppad
 
     def forward_decoder(self, states: torch.Tensor) -> torch.Tensor:
         """Patch states (M, D) -> reconstructed patches (M, F, P)."""

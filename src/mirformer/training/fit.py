@@ -46,6 +46,8 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     # Validate after every k-th epoch (the best checkpoint is chosen among those); 1: every epoch.
     val_every_n_epochs: int = 1
+    # A torch.compile backend ("inductor" on a GPU) for each part of the network; None: eager.
+    compile: str | None = None
 
 
 class History(Callback):
@@ -160,6 +162,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_torch(path, checkpoint)
 
 
+def compile_parts(model: torch.nn.Module, backend: str) -> None:
+    """Compile each direct part of ``model`` (frontend, encoder, heads...) in place with
+    ``torch.compile``: every call of a part runs compiled, whichever method of the model makes it
+    (``forward``, ``forward_pretrain``), and parameter names and checkpoints stay as they are."""
+    for part in model.children():
+        part.compile(backend=backend)
+
+
+class Compiled(Callback):
+    """Compiles the module's network (``compile_parts``) before its first step."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+
+    def setup(self, trainer, pl_module, stage):
+        compile_parts(pl_module.model, self.backend)
+
+
 def make_trainer(trainer_cfg: TrainerConfig, *, stage_dir: Path, epochs: int, monitor: str,
                  mode: str) -> tuple[L.Trainer, History, ModelCheckpoint, Throughput]:
     """The Lightning trainer of one stage, with its history, best-checkpoint and throughput callbacks.
@@ -193,7 +213,8 @@ def make_trainer(trainer_cfg: TrainerConfig, *, stage_dir: Path, epochs: int, mo
         num_nodes=trainer_cfg.num_nodes,
         strategy=strategy,
         precision=trainer_cfg.precision,
-        callbacks=[history, RandomState(), throughput, best, last],
+        callbacks=[history, RandomState(), throughput, best, last,
+                   *([Compiled(trainer_cfg.compile)] if trainer_cfg.compile else [])],
         plugins=plugins,
         logger=[TensorBoardLogger(stage_dir / "logs", name="", version="tensorboard"),
                 CSVLogger(stage_dir / "logs", name="", version=f"csv-{launch}")],
