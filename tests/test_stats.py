@@ -179,3 +179,27 @@ def test_a_gap_that_does_not_move_cannot_be_told_and_one_that_closes_can():
     closed = gap_change(accuracy, y, (good, poor), (good, good), groups=groups, n_resamples=300, n_permutations=300)
     assert np.isclose(closed["gap_first"], accuracy(y, good) - accuracy(y, poor)) and closed["gap_last"] == 0
     assert np.isclose(closed["difference"], -closed["gap_first"]) and closed["high"] < 0 and closed["p"] < 0.01
+
+
+@pytest.mark.parametrize("kernel", [macro_f1, accuracy])
+def test_kernels_rows_form_gives_the_same_intervals_and_p_values(kernel):
+    """A kernel's ``rows`` form (every resample in one call) against the kernel called once per
+    resample: the same resamples are drawn, so the same numbers come out."""
+    one_at_a_time = lambda t, o: kernel(t, o)  # noqa: E731 - no ``rows``: scipy loops
+    groups = CLS.strata(Y)
+    other = RNG.normal(size=(N, K)) + 1.0 * np.eye(K)[Y]
+    for fn in (st.interval, st.paired, st.gap_change):
+        args = {st.interval: (Y, GOOD), st.paired: (Y, GOOD, POOR),
+                st.gap_change: (Y, (GOOD, POOR), (other, POOR))}[fn]
+        fast = fn(kernel, *args, groups=groups, seed=7, n_resamples=500)
+        slow = fn(one_at_a_time, *args, groups=groups, seed=7, n_resamples=500)
+        assert fast == pytest.approx(slow, abs=1e-12), fn.__name__
+
+
+@pytest.mark.parametrize("kernel", [macro_f1, accuracy])
+def test_kernels_rows_form_is_the_kernel_on_each_row(kernel):
+    rng = np.random.default_rng(1)
+    y, out = rng.integers(0, K, 12), rng.normal(size=(12, K))  # 12 clips: rows miss classes
+    y_rows, out_rows = rng.integers(0, 12, (50, 12)), rng.integers(0, 12, (50, 12))
+    want = [kernel(y[i], out[j]) for i, j in zip(y_rows, out_rows)]
+    assert kernel.rows(y, out, y_rows, out_rows) == pytest.approx(want, abs=1e-12)

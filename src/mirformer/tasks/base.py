@@ -30,7 +30,9 @@ class Task(ABC):
     Class attributes: ``name`` (what ``Dataset.task`` says), ``monitor`` (the validation metric,
     higher is better, that selects checkpoints, grid points and the best setup), ``kernels``
     (metric name -> ``f(targets, outputs) -> float``: the headline metrics in report order, each
-    given an interval in reports), ``outputs_are`` (what the names are, for reports), ``columns``
+    given an interval in reports; a kernel may also carry ``f.rows(targets, outputs, target_rows,
+    output_rows) -> (R,)``, its value on R index rows at once, which ``mirformer.stats`` then uses
+    for its thousands of resamples), ``outputs_are`` (what the names are, for reports), ``columns``
     (the report table: header -> (split, metric key, sub-key or None)), ``strengths`` (the
     baseline's regularisation grid, most regularised first) and ``strength_name``.
     """
