@@ -10,7 +10,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), f"mirformer needs Python >= 3.10, found {sys.version}"'
   "$PYTHON" -m venv .venv
 fi
-PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
+# --no-compile: pip would byte-compile every file of every package (transformers' hundreds of
+# models, torch's compilers) for about 35 s; Python compiles the few it imports on first use.
+PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q --no-compile)
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "[setup] installing torch==2.13.0"

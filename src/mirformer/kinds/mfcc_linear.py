@@ -9,13 +9,14 @@ and standard deviation over time, with deltas added.
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.fft
 import soundfile as sf
-from joblib import Parallel, delayed
 from scipy.signal import savgol_filter
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -70,7 +71,7 @@ def mfcc_summary(y: np.ndarray, *, sr: int, n_mfcc: int = 20) -> np.ndarray:
 
 
 def _track_features(path, *, sr: int, n_mfcc: int, max_seconds: float | None):
-    """Features of one file, or ``(None, cause)`` if it cannot be used (runs in workers)."""
+    """Features of one file, or ``(None, cause)`` if it cannot be used (runs in worker threads)."""
     min_seconds = (DELTA_WIDTH - 1) * HOP_LENGTH / sr
     try:
         y = load_audio(path, sr=sr, min_seconds=min_seconds, max_seconds=max_seconds)
@@ -81,19 +82,20 @@ def _track_features(path, *, sr: int, n_mfcc: int, max_seconds: float | None):
 
 def mfcc_features(tracks: list[Track], *, sr: int, n_mfcc: int, max_seconds: float | None, workers: int,
                   progress: bool) -> tuple[np.ndarray, list[Track], dict[str, str]]:
-    """``(X [shape=(n_ok, 4 * n_mfcc)], usable tracks, skipped {id: cause})``; ``workers`` processes
-    (joblib's convention: -1 = all cores)."""
-    jobs = (delayed(_track_features)(t.path, sr=sr, n_mfcc=n_mfcc, max_seconds=max_seconds) for t in tracks)
-    # loky workers start fresh interpreters, so forking a parent that holds torch threads is avoided.
-    results = Parallel(n_jobs=workers, return_as="generator")(jobs)
+    """``(X [shape=(n_ok, 4 * n_mfcc)], usable tracks, skipped {id: cause})``, in ``workers``
+    threads (-1: one per core)."""
+    # Threads: decoding, resampling and the log-mel release the GIL, and threads start at once,
+    # where worker processes first spent 10 s importing torch and the kinds' modules.
     rows, kept, skipped = [], [], {}
-    bar = tqdm(results, total=len(tracks), desc="mfcc features", unit="file", disable=not progress)
-    for t, (x, cause) in zip(tracks, bar):
-        if x is None:
-            skipped[t.id] = cause
-        else:
-            rows.append(x)
-            kept.append(t)
+    with ThreadPoolExecutor(workers if workers > 0 else os.cpu_count()) as pool:
+        results = pool.map(lambda t: _track_features(t.path, sr=sr, n_mfcc=n_mfcc, max_seconds=max_seconds), tracks)
+        bar = tqdm(results, total=len(tracks), desc="mfcc features", unit="file", disable=not progress)
+        for t, (x, cause) in zip(tracks, bar):
+            if x is None:
+                skipped[t.id] = cause
+            else:
+                rows.append(x)
+                kept.append(t)
     X = np.stack(rows) if rows else np.empty((0, 0))
     return X, kept, skipped
 
