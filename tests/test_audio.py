@@ -17,6 +17,16 @@ def test_decodes_formats_downmixes_and_resamples(tmp_path, write_tone, ext, fmt)
     assert abs(np.argmax(spec) * 22050 / 16384 - 440) < 3
 
 
+@pytest.mark.parametrize("channels", [2, 3])
+def test_downmix_is_the_mean_of_the_channels(tmp_path, channels):
+    """Channel by channel, as numpy's ``mean(axis=1)`` gives it (the same values for stereo)."""
+    y = np.random.default_rng(0).uniform(-1, 1, (8000, channels)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", y, 8000, subtype="FLOAT")
+    mono = load_audio(tmp_path / "a.wav", sr=8000)
+    assert mono.dtype == np.float32 and mono.flags.c_contiguous
+    np.testing.assert_allclose(mono, y.mean(axis=1), rtol=0, atol=0 if channels == 2 else 1e-7)
+
+
 def test_max_seconds_reads_prefix(tmp_path, write_tone):
     y = load_audio(write_tone(tmp_path / "a.wav", seconds=3.0), sr=22050, max_seconds=1.0)
     assert len(y) == 22050
@@ -25,7 +35,7 @@ def test_max_seconds_reads_prefix(tmp_path, write_tone):
 @pytest.mark.parametrize("case,cause,kind", [
     ("missing", "not found", "missing"), ("empty", "empty", "empty"), ("garbage", "cannot decode", "undecodable"),
     ("silent", "silent", "silent"), ("short", "too short", "too short"), ("nan", "NaN or Inf", "non-finite"),
-    ("no frames", "no audio frames decoded", "empty"),
+    ("-inf", "NaN or Inf", "non-finite"), ("no frames", "no audio frames decoded", "empty"),
 ])
 def test_bad_files_raise_one_error_type_naming_file_and_cause(tmp_path, write_tone, case, cause, kind):
     path = tmp_path / f"{case}.wav"
@@ -39,6 +49,8 @@ def test_bad_files_raise_one_error_type_naming_file_and_cause(tmp_path, write_to
         write_tone(path, seconds=0.5)
     elif case == "nan":
         sf.write(path, np.r_[np.full(22050, 0.5), np.nan], 22050, subtype="FLOAT")
+    elif case == "-inf":
+        sf.write(path, np.r_[np.full(22050, 0.5), -np.inf], 22050, subtype="FLOAT")
     elif case == "no frames":
         sf.write(path, np.zeros(0), 22050)  # a header, no frame
     with pytest.raises(AudioError) as info:

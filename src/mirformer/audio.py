@@ -91,8 +91,16 @@ def truncated(read: int, declared: int, sr: int) -> str | None:
 
 
 def _mono(y: np.ndarray) -> np.ndarray:
-    """Frames (n, channels) -> mono (n,), the channels averaged."""
-    return y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
+    """Frames (n, channels) -> mono (n,), the channels averaged (float32 in, float32 out)."""
+    if y.shape[1] == 1:
+        return y[:, 0]
+    # Channel by channel: ``y.mean(axis=1)`` loops frame by frame over the short channel axis, 15x
+    # slower (15 ms for 30 s of stereo); for two channels the same values, (a + b) / 2.
+    total = y[:, 0] + y[:, 1]
+    for channel in range(2, y.shape[1]):
+        total += y[:, channel]
+    total /= y.shape[1]
+    return total
 
 
 def _check_truncated(path: Path, read: int, declared: int, sr: int) -> None:
@@ -101,9 +109,14 @@ def _check_truncated(path: Path, read: int, declared: int, sr: int) -> None:
         raise AudioError(path, cut, kind="truncated")
 
 
-def _check_finite(path: Path, y: np.ndarray) -> None:
-    if not np.all(np.isfinite(y)):
+def _peak(path: Path, y: np.ndarray) -> float:
+    """The largest absolute sample of ``y`` (0.0 for none); ``AudioError`` if any is NaN or infinite."""
+    # Its max and min (NaN propagates through both): two passes that allocate nothing, where
+    # ``isfinite`` and ``abs`` would each write a copy of the signal.
+    high, low = float(y.max(initial=0.0)), float(y.min(initial=0.0))
+    if not (np.isfinite(high) and np.isfinite(low)):
         raise AudioError(path, "decoded samples contain NaN or Inf", kind="non-finite")
+    return max(high, -low)
 
 
 def _check_loud(path: Path, peak: float, cause: str) -> None:
@@ -156,8 +169,7 @@ def load_audio(
         raise AudioError(path, "no audio frames decoded", kind="empty")
     _check_truncated(path, y.shape[0], declared if frames < 0 else min(declared, frames), native_sr)
     y = _mono(y)
-    _check_finite(path, y)
-    _check_loud(path, float(np.abs(y).max()), "silent (peak below -120 dBFS)")
+    _check_loud(path, _peak(path, y), "silent (peak below -120 dBFS)")
     if native_sr != sr:
         y = soxr.resample(y, native_sr, sr, quality="HQ")
     short = too_short(len(y) / sr, min_seconds)
@@ -209,8 +221,7 @@ def audio_blocks(path: str | Path, *, sr: int, block_seconds: float = 30.0) -> C
                 size = max(1, int(block_seconds * native))
                 while len(block := f.read(size, dtype="float32", always_2d=True)):
                     y = _mono(block)
-                    _check_finite(path, y)
-                    peak, read = max(peak, float(np.abs(y).max(initial=0.0))), read + len(y)
+                    peak, read = max(peak, _peak(path, y)), read + len(y)
                     yield resampler.resample_chunk(y) if resampler else y
                 if resampler:
                     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)

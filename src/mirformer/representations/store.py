@@ -2,8 +2,11 @@
 
 Layout of one store (``<features_dir>/<dataset>/<representation>-<key>/``)::
 
-    parts/<track id>.npz      one file per track while extracting (resumable, atomic): the
-                              features and the decoded length in samples
+    parts/<uuid>.frames       while extracting, one per extraction call (process, shard): room for
+                              an .npy header, then each encoded track's frames, appended in the
+                              order of the tracks (``frames_file``)
+    parts/<track id>.json     written (atomically) once a track's frames are appended: where they
+                              are, its decoded length in samples and the seconds spent on it
     parts/<track id>.failed   instead, for a file that cannot be decoded: the reason
     features.npy              all tracks concatenated along frames, shape (total_frames, dim)
     index.json                {"config": ..., "tracks": {id: [offset, n_frames]},
@@ -15,7 +18,17 @@ long enough is the caller's rule, applied to ``seconds`` (``mirformer.audio.too_
 ``key`` hashes the dataset identity and the representation's ``config_dict``, so a changed
 parameter never reuses stale features. Extraction writes parts in parallel, possibly from
 several processes or cluster jobs each taking a shard of the tracks; then one atomic
-consolidation turns them into ``features.npy`` + ``index.json`` and removes the parts.
+consolidation turns them into ``features.npy`` + ``index.json`` and removes the parts. Within one
+extraction call, threads decode and encode while the calling thread appends their frames in
+track order, so the bytes written do not depend on which thread finished first. A track's part
+is its ``.json``: a killed run leaves at most unmarked frames at the end of a frames file, which
+nothing reads, and the rerun encodes that track again.
+
+Each track's frames are written once: when one frames file holds every track of the store (one
+process filled it in one go), consolidation writes the header into its room and links it as
+``features.npy``; otherwise (shards, a resumed run, tracks added to a store) it copies the frames
+into a new ``features.npy``. On the 2-core development machine that copy took 10 ms per 30 s
+log-mel (3.5 MB), a third of the whole extraction: the page cache goes to a 340 MB/s disk.
 """
 
 from __future__ import annotations
@@ -26,8 +39,11 @@ import json
 import os
 import shutil
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -37,6 +53,7 @@ from tqdm.auto import tqdm
 from mirformer.atomic import atomic_path, write_json, write_text
 from mirformer.errors import AudioError, MirformerError
 from mirformer.representations.base import Representation
+from mirformer.representations.frames_file import HEADER_BYTES, FramesFile, npy_header, whole_file
 
 
 class Item(Protocol):
@@ -61,33 +78,61 @@ def store_key(dataset_id: str, representation: Representation) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def _part_name(track_id: str) -> str:
+def _flat(track_id: str) -> str:
     # Track ids may contain path separators (e.g. "blues/blues.00001"); keep part names flat.
-    return track_id.replace(os.sep, "__").replace("/", "__") + ".npz"
+    return track_id.replace(os.sep, "__").replace("/", "__")
+
+
+def _part_name(track_id: str) -> str:
+    return _flat(track_id) + ".json"
 
 
 def _failed_name(track_id: str) -> str:
-    return _part_name(track_id)[: -len(".npz")] + ".failed"
+    return _flat(track_id) + ".failed"
 
 
-def _note_failure(parts: Path, track_id: str, reason: str | None) -> None:
+def _note_failure(parts: Path, track_id: str, reason: str) -> None:
     """A failed track's reason as a part of its own, so the shard that consolidates knows it."""
-    if reason is not None:
-        write_text(parts / _failed_name(track_id), reason)
+    write_text(parts / _failed_name(track_id), reason)
 
 
-def _encode_one(representation: Representation, track: Item, part: Path) -> tuple[str, str | None]:
-    """Worker: read (decode + encode) one track into its part file; return (id, failure reason or None)."""
+# One track read: its frames [shape=(n_frames, *frame_shape)], decoded length in samples, seconds spent.
+_Encoded = tuple[np.ndarray, int, float]
+
+
+def _encode_one(representation: Representation, track: Item) -> _Encoded:
+    """Worker: read (decode + encode) one track; ``AudioError`` if it cannot be decoded."""
     t0 = time.perf_counter()
-    try:
-        feats, samples = representation.read(track)
-    except AudioError as exc:
-        return track.id, exc.cause
-    with atomic_path(part) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, features=feats.astype(representation.dtype, copy=False), samples=samples,
-                     encode_seconds=time.perf_counter() - t0)
-    return track.id, None
+    feats, samples = representation.read(track)
+    return feats, samples, time.perf_counter() - t0
+
+
+def _reads(representation: Representation, tracks: list[Item],
+           workers: int) -> Iterator[tuple[Item, Callable[[], _Encoded]]]:
+    """Each of ``tracks``, in their order, with a call that gives its ``_encode_one`` (or raises its
+    ``AudioError``). With ``workers > 1`` the tracks ahead are read in that many threads, at most
+    ``2 * workers`` ahead of the one the caller is on: reads that finish before their turn wait in
+    memory, a few tracks' worth, however many tracks there are."""
+    if workers <= 1 or len(tracks) <= 1:
+        for t in tracks:
+            yield t, partial(_encode_one, representation, t)
+        return
+    # Threads, not processes: decoding, resampling and torch release the GIL (two threads run 1.7x
+    # one), and a process pool would first spend seconds importing torch per worker.
+    with ThreadPoolExecutor(workers) as pool:
+        ahead: deque = deque()
+        try:
+            for t in tracks:
+                ahead.append((t, pool.submit(_encode_one, representation, t)))
+                if len(ahead) > 2 * workers:
+                    done, fut = ahead.popleft()
+                    yield done, fut.result
+            while ahead:
+                done, fut = ahead.popleft()
+                yield done, fut.result
+        finally:  # the caller stopped (an error, an interrupt): read nothing more
+            for _, fut in ahead:
+                fut.cancel()
 
 
 @dataclass
@@ -193,27 +238,31 @@ class FeatureStore:
         return [t for t in tracks if t.id not in self.index["tracks"] and t.id not in self.index["failed"]]
 
     def _encode(self, tracks: list[Item], *, workers: int, progress: bool) -> None:
-        """Write the part (or failure note) of each track that has neither, in ``workers`` threads."""
+        """Write the part (or failure note) of each track that has neither, read in ``workers``
+        threads, their frames into one new frames file in the order of ``tracks``."""
         parts = self.dir / "parts"
         parts.mkdir(parents=True, exist_ok=True)
         pending = [t for t in tracks if not (parts / _part_name(t.id)).exists()
                    and not (parts / _failed_name(t.id)).exists()]
+        if not pending:
+            return
         bar = tqdm(total=len(tracks), initial=len(tracks) - len(pending), desc=f"extract {self.representation.name}",
                    unit="file", disable=not progress)
-        if workers > 1 and len(pending) > 1:
-            # Threads, not processes: decoding, resampling and torch release the GIL (two threads
-            # run 1.7x one), and a process pool would first spend seconds importing torch per worker.
-            with ThreadPoolExecutor(workers) as pool:
-                futures = [pool.submit(_encode_one, self.representation, t, parts / _part_name(t.id))
-                           for t in pending]
-                for t, fut in zip(pending, futures):
-                    _note_failure(parts, t.id, fut.result()[1])
-                    bar.update()
-        else:
-            for t in pending:
-                _note_failure(parts, t.id, _encode_one(self.representation, t, parts / _part_name(t.id))[1])
+        out = FramesFile(parts, self.representation.dtype)
+        reads = _reads(self.representation, pending, workers)
+        try:
+            for t, read in reads:
+                try:
+                    feats, samples, seconds = read()
+                except AudioError as exc:
+                    _note_failure(parts, t.id, exc.cause)
+                else:
+                    out.add(parts / _part_name(t.id), feats, samples, seconds)
                 bar.update()
-        bar.close()
+        finally:
+            reads.close()
+            out.close()
+            bar.close()
 
     def consolidate(self, tracks: list[Item]) -> bool:
         """Fold the parts of ``tracks`` into the memory-mapped store once every one is written.
@@ -247,42 +296,24 @@ class FeatureStore:
 
         Old tracks keep their offsets (they are copied first, in index order), so a crash between
         replacing ``features.npy`` and ``index.json`` leaves a consistent store; the parts stay
-        until the new index is written, so the next run consolidates them again.
+        until the new index is written, so the next run consolidates them again. A store without
+        old tracks whose new ones fill one frames file becomes that file (``_link``).
         """
         parts = self.dir / "parts"
         old = self.index["tracks"]
         rep = self.representation
-        # Parts are opened one at a time (a large dataset has more parts than the process may keep
-        # open), first for their lengths alone: a part's samples give its frames.
-        samples, lengths, spent = {}, {}, 0.0
-        for t in new:
-            with np.load(parts / _part_name(t.id)) as part:
-                samples[t.id] = int(part["samples"])
-                spent += float(part["encode_seconds"]) if "encode_seconds" in part else float("nan")
-                lengths[t.id] = rep.n_frames(samples[t.id]) if rep.frames_from_samples else len(part["features"])
-        total = sum(n for _, n in old.values()) + sum(lengths.values())
-        shape = (total, *rep.layout.frame_shape)
-        index: dict[str, list[int]] = {}
-        # Written as one sequential stream (header, then each track's frames): filling a fresh
-        # memory map instead page-faults on every page of what may be tens of gigabytes.
-        with atomic_path(self.dir / "features.npy") as tmp, open(tmp, "wb") as f:
-            np.lib.format.write_array_header_2_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(rep.dtype)),
-                                                     "fortran_order": False, "shape": shape})
-            offset = 0
-            for tid, (o, n) in old.items():
-                f.write(np.ascontiguousarray(self.data[o : o + n]).data)
-                index[tid] = [offset, n]
-                offset += n
-            for tid, n in lengths.items():
-                with np.load(parts / _part_name(tid)) as part:
-                    feats = part["features"]
-                if len(feats) != n:
-                    raise MirformerError(f"{rep.name}: n_frames({samples[tid]}) = {n} but encode gave {len(feats)} "
-                                         f"frames for track {tid}")
-                f.write(np.ascontiguousarray(feats, dtype=rep.dtype).data)
-                index[tid] = [offset, n]
-                offset += n
-            self._data = None
+        marks = {t.id: json.loads((parts / _part_name(t.id)).read_text()) for t in new}
+        for tid, m in marks.items():
+            if rep.frames_from_samples and rep.n_frames(m["samples"]) != m["shape"][0]:
+                raise MirformerError(f"{rep.name}: n_frames({m['samples']}) = {rep.n_frames(m['samples'])} but encode "
+                                     f"gave {m['shape'][0]} frames for track {tid}")
+        total = sum(n for _, n in old.values()) + sum(m["shape"][0] for m in marks.values())
+        header = npy_header(rep.dtype, (total, *rep.layout.frame_shape))
+        frame_bytes = np.dtype(rep.dtype).itemsize * int(np.prod(rep.layout.frame_shape))
+        whole = None if old or len(header) != HEADER_BYTES else whole_file(parts, marks, frame_bytes)
+        index = self._link(whole, header, marks, frame_bytes) if whole else None
+        if index is None:
+            index = self._copy(header, old, marks)
         self._index = {
             "dataset": self.dataset_id,
             "representation": rep.name,
@@ -290,13 +321,48 @@ class FeatureStore:
             "dim": rep.dim,
             "dtype": str(np.dtype(rep.dtype)),
             "tracks": index,
-            "seconds": {**self.index["seconds"], **{tid: n / rep.sample_rate for tid, n in samples.items()}},
+            "seconds": {**self.index["seconds"], **{tid: m["samples"] / rep.sample_rate for tid, m in marks.items()}},
             "failed": failed,
             # Reading and encoding time, one thread's, summed over the stored tracks (the cost report's).
-            "encode_seconds": self.index.get("encode_seconds", 0.0 if not old else float("nan")) + spent,
+            "encode_seconds": self.index.get("encode_seconds", 0.0 if not old else float("nan"))
+            + sum(m["encode_seconds"] for m in marks.values()),
         }
         write_json(self.dir / "index.json", self._index)
         shutil.rmtree(parts, ignore_errors=True)
+
+    def _link(self, frames: Path, header: bytes, marks: dict[str, dict], frame_bytes: int) -> dict | None:
+        """The index of a ``features.npy`` that is the frames file holding every track: its header
+        written into its room, then a hard link replacing ``features.npy`` (the part keeps its name
+        until the index is written). None where the file system has no hard links."""
+        with open(frames, "r+b") as f:
+            f.write(header)
+        self._data = None
+        try:
+            with atomic_path(self.dir / "features.npy") as tmp:
+                tmp.unlink()
+                os.link(frames, tmp)
+        except OSError:
+            return None
+        return {tid: [(m["offset"] - HEADER_BYTES) // frame_bytes, m["shape"][0]] for tid, m in marks.items()}
+
+    def _copy(self, header: bytes, old: dict[str, list[int]], marks: dict[str, dict]) -> dict[str, list[int]]:
+        """The index of a new ``features.npy``: the old tracks' frames, then the new tracks', read
+        from their frames files, as one sequential stream (filling a fresh memory map instead
+        page-faults on every page of what may be tens of gigabytes)."""
+        parts, dtype = self.dir / "parts", self.representation.dtype
+        index: dict[str, list[int]] = {}
+        offset = 0
+        with atomic_path(self.dir / "features.npy") as tmp, open(tmp, "wb") as f:
+            f.write(header)
+            for tid, (o, n) in old.items():
+                f.write(np.ascontiguousarray(self.data[o : o + n]).data)
+                index[tid], offset = [offset, n], offset + n
+            for tid, m in marks.items():
+                frames = np.fromfile(parts / m["frames"], dtype, count=int(np.prod(m["shape"])), offset=m["offset"])
+                f.write(frames.data)
+                index[tid], offset = [offset, m["shape"][0]], offset + m["shape"][0]
+            self._data = None
+        return index
 
     # ---- what it cost --------------------------------------------------------------------------
     def extraction_speed(self) -> float | None:
