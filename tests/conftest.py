@@ -1,3 +1,6 @@
+import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,46 @@ def one_thread():
 def isolated_home(tmp_path_factory, monkeypatch):
     """Every test writes under its own MIRFORMER_HOME, never the user's."""
     monkeypatch.setenv("MIRFORMER_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def put_tiny_corpus(tmp_path_factory):
+    """``put(home)``: the built-in corpus as ``helpers.TINY_DATA`` asks for it, rendered once per
+    session (a render takes about 2 s) and copied to its folder under the MIRFORMER_HOME ``home``,
+    where ``compare``, ``pretrain`` and ``extract`` find it finished and render nothing. A copy
+    holds exactly the files a render there would write (the corpus is deterministic given its
+    config: tests/test_music21_styles.py)."""
+    rendered = []
+
+    def put(home) -> None:
+        if not rendered:
+            from helpers import TINY_DATA
+            from mirformer.datasets.registry import open_dataset
+
+            source = tmp_path_factory.mktemp("tiny-corpus")
+            before = os.environ.get("MIRFORMER_HOME")
+            os.environ["MIRFORMER_HOME"] = str(source)
+            try:
+                dataset = open_dataset("music21-styles", workers=1, progress=False,
+                                       **json.loads(TINY_DATA.split("=", 1)[1]))
+                dataset.prepare()
+            finally:
+                if before is None:
+                    del os.environ["MIRFORMER_HOME"]
+                else:
+                    os.environ["MIRFORMER_HOME"] = before
+            rendered.append((source, Path(dataset.root).relative_to(source)))
+        source, folder = rendered[0]
+        shutil.copytree(source / folder, Path(home) / folder)
+
+    return put
+
+
+@pytest.fixture
+def tiny_corpus(isolated_home, put_tiny_corpus):
+    """``helpers.TINY_DATA``'s corpus already rendered under this test's MIRFORMER_HOME
+    (``put_tiny_corpus``). Not for tests whose promise includes the rendering itself."""
+    put_tiny_corpus(os.environ["MIRFORMER_HOME"])
 
 
 @pytest.fixture

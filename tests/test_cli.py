@@ -12,7 +12,7 @@ from mirformer.experiments.config import SETUPS
 from helpers import TINY_DATA, TINY_RUN, random_vqvae
 
 @pytest.mark.slow
-def test_compare_end_to_end_then_reuse(tmp_path, capsys):
+def test_compare_end_to_end_then_reuse(tmp_path, capsys, tiny_corpus):
     out = tmp_path / "run"
     assert main(["compare", "--preset", "quickstart", *TINY_RUN, "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -136,7 +136,7 @@ def test_probe_invariance_cli(tmp_path, write_tone, capsys):
 
 
 @pytest.mark.slow
-def test_train_vqvae_cli_then_extract_tokens(tmp_path, write_tone):
+def test_train_vqvae_cli_then_extract_tokens(tmp_path, write_tone, tiny_corpus):
     out = tmp_path / "vq"
     assert main(["train-vqvae", "--preset", "quickstart", "--set", TINY_DATA, "--set", "workers=1", "--vqvae", "small",
                  "--sample-rate", "16000", "--epochs", "2", "--crop-seconds", "0.5", "--batch-size", "4",
@@ -150,7 +150,7 @@ def test_train_vqvae_cli_then_extract_tokens(tmp_path, write_tone):
 
 
 @pytest.mark.slow
-def test_compare_with_a_given_tokenizer_checkpoint(tmp_path, capsys):
+def test_compare_with_a_given_tokenizer_checkpoint(tmp_path, capsys, tiny_corpus):
     """An official-layout checkpoint is used as is, at its top level; no VQ-VAE is trained."""
     ckpt = random_vqvae(tmp_path / "vqvae.pth.tar")  # 8 kHz, levels with hops 4 and 8
     run = ["compare", "--preset", "quickstart", *TINY_RUN, "--set", f"tokenizer.checkpoint={ckpt}",

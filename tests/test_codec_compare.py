@@ -37,7 +37,7 @@ def encodec(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_compare_evaluate_and_embed_with_a_codec_folder(encodec, tmp_path, capsys):
+def test_compare_evaluate_and_embed_with_a_codec_folder(encodec, tmp_path, capsys, tiny_corpus):
     out = tmp_path / "run"
     assert main(["compare", "--preset", "quickstart", *TINY_RUN, "--set", f"tokenizer.checkpoint={encodec}",
                  "--set", "tokenizer.codebooks=2", "--set", "setups=[tokenformer-pretrained-finetuned, "

@@ -35,7 +35,7 @@ def test_cqt_config_is_checked():
 
 
 @pytest.mark.slow
-def test_spectroformer_reads_the_cqt(tmp_path):
+def test_spectroformer_reads_the_cqt(tmp_path, tiny_corpus):
     """A model of continuous frames reads any such representation its config names: one new file
     made a new row of the table."""
     out = tmp_path / "run"

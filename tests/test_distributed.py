@@ -24,6 +24,7 @@ from mirformer.representations.store import FeatureStore
 from mirformer.training.predict import predict_clips
 from mirformer.training.fit import TrainerConfig, load_module_weights, make_trainer
 from helpers import TINY_PATCHIFIER, TINY_RUN, FrameStats
+from loader_worker import loader_worker
 
 SETUPS = ["spectroformer-pretrained-finetuned", "codebookformer-scratch", "patchifier-frozen-encoder", "mfcc-linear"]
 DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
@@ -134,7 +135,7 @@ def test_store_fills_in_shards_and_the_last_shard_consolidates(tmp_path, tracks)
     assert not (sharded.dir / "parts").exists()
 
 
-def test_extract_store_command_with_shards(tmp_path, capsys):
+def test_extract_store_command_with_shards(tmp_path, capsys, tiny_corpus):
     args = ["extract", "store", "--preset", "quickstart", *TINY_RUN, "--quiet", "--set", "setups=[spectroformer-scratch]"]
     assert main([*args, "--shard", "1/2"]) == 0
     assert "waiting for the other shards' parts" in capsys.readouterr().out
@@ -164,22 +165,7 @@ def test_slurm_environment_sets_world_ranks_and_requeue(tmp_path, monkeypatch):
     assert env.main_address == "node001"
 
 
-def _loader_worker(rank: int, port: int, queue) -> None:
-    """One of two gloo processes: which items its training and evaluation loaders give it."""
-    import torch.distributed as dist
-
-    from mirformer.training.loaders import make_loader
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        data = list(range(7))
-        train = [int(i) for batch in make_loader(data, 4, train=True, seed=0) for i in batch]
-        evaluation = [int(i) for batch in make_loader(data, 4, train=False) for i in batch]
-        queue.put((rank, train, evaluation))
-    finally:
-        dist.destroy_process_group()
-
-
+@pytest.mark.slow
 def test_loaders_split_evaluation_exactly_and_training_evenly():
     import socket
 
@@ -190,7 +176,7 @@ def test_loaders_split_evaluation_exactly_and_training_evenly():
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    mp.start_processes(_loader_worker, args=(port, queue), nprocs=2, start_method="spawn")
+    mp.start_processes(loader_worker, args=(port, queue), nprocs=2, start_method="spawn")
     got = dict((rank, (train, evaluation)) for rank, train, evaluation in (queue.get() for _ in range(2)))
     # Evaluation: every item exactly once over the two ranks, none repeated to even them out.
     assert sorted(got[0][1] + got[1][1]) == list(range(7))

@@ -138,7 +138,7 @@ def test_configured_and_reported(tmp_path):
         assert part in text, part
 
 
-def test_round_trip_through_mirformers_hear_module(tmp_path):
+def test_round_trip_through_mirformers_hear_module(tmp_path, tiny_corpus):
     """``hear:mirformer.hear`` over a tiny pretrained SpectroFormer encoder file gives that HEAR
     module's own embeddings and timestamps, and survives an encoder file's block."""
     import mirformer.hear as hear

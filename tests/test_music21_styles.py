@@ -52,6 +52,7 @@ def test_manifest_columns_and_classes(manifest):
     assert manifest.tempo_factor.between(*m21.TEMPO_RANGE).all()
 
 
+@pytest.mark.slow  # 2.5-3 s
 def test_same_seed_gives_identical_manifest_and_audio(built, manifest, tmp_path):
     other = tmp_path / "b"
     m21.build(TINY, other, workers=1, progress=False)  # in-process, unlike the fixture's pool
@@ -113,8 +114,9 @@ def test_tracks(built, manifest):
     assert outputs(m21.Music21Styles(built)) == sorted(TINY.classes)
 
 
-def test_unlabelled_corpus_uses_no_labelled_score(tmp_path, monkeypatch):
+def test_unlabelled_corpus_uses_no_labelled_score(built, tmp_path, monkeypatch):
     monkeypatch.setenv("MIRFORMER_HOME", str(tmp_path))  # the labelled build goes to its default root
+    shutil.copytree(built, m21.default_root(TINY))  # the module's build of the same config: found finished
     corpus = m21.Music21StylesUnlabelled(tmp_path / "u", config=TINY, scores_per_class=3, workers=1, progress=False)
     corpus.prepare()
     import pandas as pd

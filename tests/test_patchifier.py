@@ -132,7 +132,7 @@ def _run(tmp_path, *extra):
 
 
 @pytest.mark.slow
-def test_stage_two_starts_from_stage_one(tmp_path, monkeypatch):
+def test_stage_two_starts_from_stage_one(tmp_path, monkeypatch, tiny_corpus):
     import mirformer.training.fit as fit
 
     seen = {}
@@ -196,7 +196,7 @@ def test_checkpoint_round_trip_and_fresh_head(tmp_path):
 
 
 @pytest.mark.slow
-def test_patchifier_comparison_through_the_four_modes(tmp_path):
+def test_patchifier_comparison_through_the_four_modes(tmp_path, tiny_corpus):
     setups = ["patchifier-linear-probe", "patchifier-frozen-frontend", "patchifier-frozen-encoder", "patchifier-full",
               "patchifier-scratch", "spectroformer-scratch"]
     out, results = _run(tmp_path, "--set", f"setups=[{', '.join(setups)}]")

@@ -68,7 +68,7 @@ def test_pretraining_on_another_dataset_reads_no_label(tmp_path):
     assert about["dataset"] == "trap-labels" and about["tracks"] == {"train": 6, "validation": 2}
 
 
-def test_encoder_checkpoint_carries_settings_and_scaling(tmp_path):
+def test_encoder_checkpoint_carries_settings_and_scaling(tmp_path, tiny_corpus):
     cfg = _cfg("setups=[spectroformer-pretrained-finetuned]", "trainer.progress=false")
     path = run_pretrain(cfg, run_dir=tmp_path / "run", progress=False)["spectroformer"]
     encoder = read_encoder(path)
@@ -90,7 +90,7 @@ def test_encoder_checkpoint_carries_settings_and_scaling(tmp_path):
         read_encoder(tmp_path / "cut.pt")
 
 
-def test_downstream_data_is_read_with_the_encoders_settings_and_scaling(tmp_path):
+def test_downstream_data_is_read_with_the_encoders_settings_and_scaling(tmp_path, tiny_corpus):
     """An encoder pretrained on tones at 22.05 kHz with 16 bands reads the 16 kHz, 32-band
     downstream corpus resampled to its own settings and scaled by its own statistics."""
     tones = _tones(tmp_path / "tones")
@@ -109,7 +109,7 @@ def test_downstream_data_is_read_with_the_encoders_settings_and_scaling(tmp_path
 
 
 @pytest.mark.slow
-def test_evaluate_gives_the_numbers_of_the_compare_stage_and_one_table(tmp_path, capsys):
+def test_evaluate_gives_the_numbers_of_the_compare_stage_and_one_table(tmp_path, capsys, tiny_corpus):
     run = tmp_path / "run"
     args = ["--preset", "quickstart", *TINY_RUN, "--quiet"]
     assert main(["compare", *args, "--set", "setups=[spectroformer-pretrained-finetuned]", "--out", str(run)]) == 0

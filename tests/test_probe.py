@@ -119,6 +119,7 @@ def test_a_probe_reads_one_layer_or_a_learned_mix_of_the_mean_frame():
     assert [p.shape for p in mixed.parameters() if p.requires_grad][0] == (3,)
 
 
+@pytest.mark.slow  # 2.5-3 s
 def test_layer_all_chooses_the_layer_that_carries_the_label(tmp_path, layered):
     """Only layer 1 of three hears the pitch: it is chosen on validation, every layer is scored on
     test, and the report draws them; the weighted mix is one row."""

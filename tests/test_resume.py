@@ -68,7 +68,7 @@ def test_interrupted_stage_resumes_to_the_same_weights(tmp_path, crash_once):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("epoch", [0, 2])
-def test_interrupted_compare_stage_resumes_to_the_same_results(tmp_path, crash_once, epoch):
+def test_interrupted_compare_stage_resumes_to_the_same_results(tmp_path, crash_once, epoch, tiny_corpus):
     """Fine-tuning crashes in its first epoch (nothing saved yet: the rerun starts it afresh, after
     reusing the pretrained encoder) or in its third (the rerun resumes from ``last.ckpt``)."""
     run = ["compare", "--preset", "quickstart", *TINY_RUN, "--quiet", "--set", "setups=[spectroformer-pretrained-finetuned]",

@@ -69,7 +69,7 @@ def test_deformations_are_settings_that_do_not_change_the_run_folder(capsys):
 
 
 @pytest.mark.slow
-def test_a_gain_invariant_setup_loses_nothing_and_scores_are_reused(tmp_path, capsys):
+def test_a_gain_invariant_setup_loses_nothing_and_scores_are_reused(tmp_path, capsys, tiny_corpus):
     """Log-mel in dB against each clip's peak does not see a gain: its model scores the deformed
     clips as the clean ones and the paired test cannot tell them apart; the MFCC baseline (whose
     first coefficient is the level) and the token model see the change."""

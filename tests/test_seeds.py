@@ -11,7 +11,7 @@ from helpers import TINY_RUN
 
 
 @pytest.mark.slow
-def test_seeds_run_apart_and_summarise(tmp_path, capsys):
+def test_seeds_run_apart_and_summarise(tmp_path, capsys, tiny_corpus):
     out = tmp_path / "seeds"
     args = ["compare", "--preset", "quickstart", *TINY_RUN, "--set", "setups=[spectroformer-scratch, mfcc-linear]",
             "--seeds", "0,1", "--out", str(out), "--quiet"]

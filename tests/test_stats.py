@@ -77,6 +77,7 @@ def test_strata_pool_single_clip_classes():
     assert [g.tolist() for g in Tagging(list("abc")).strata(np.zeros((4, 3)))] == [[0, 1, 2, 3]]
 
 
+@pytest.mark.slow  # 2.5-3 s
 def test_paired_test_is_scipys_and_finds_the_better_setup():
     got = st.paired(macro_f1, Y, GOOD, POOR, groups=CLS.strata(Y), seed=5, n_resamples=1000, n_permutations=999)
     both = np.concatenate([GOOD, POOR])

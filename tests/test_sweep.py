@@ -58,7 +58,7 @@ def test_shares_are_nested_and_stay_put_when_tracks_are_added():
 
 
 @pytest.mark.slow
-def test_a_sweep_runs_in_one_comparison(tmp_path, capsys):
+def test_a_sweep_runs_in_one_comparison(tmp_path, capsys, tiny_corpus):
     out = tmp_path / "run"
     run = ["compare", "--preset", "quickstart", *TINY_RUN, *SWEEP, "--out", str(out), "--quiet"]
     assert main(run) == 0
@@ -93,7 +93,7 @@ def test_a_sweep_runs_in_one_comparison(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_pretraining_on_nested_shares_asks_whether_the_gap_moves(tmp_path):
+def test_pretraining_on_nested_shares_asks_whether_the_gap_moves(tmp_path, tiny_corpus):
     """``--pretrain-fractions 0.5,1.0``: each pretrained setup twice, on nested shares of the
     pretraining set (its encoder says how many clips); the log-mel-against-tokens question is asked
     within each share, the gap's change from the smaller to the larger share with its interval; the

@@ -73,7 +73,7 @@ def test_probe_invariance_refuses_then_probes_the_real_tokenizer(checkpoints, tm
 
 
 @pytest.mark.slow
-def test_compare_refuses_a_pickled_tokenizer_until_trusted(checkpoints, tmp_path, capsys):
+def test_compare_refuses_a_pickled_tokenizer_until_trusted(checkpoints, tmp_path, capsys, tiny_corpus):
     _, pickled, _ = checkpoints
     run = ["compare", "--preset", "quickstart", *TINY_RUN, "--set", f"tokenizer.checkpoint={pickled}",
            "--set", "setups=[tokenformer-scratch]", "--out", str(tmp_path / "run"), "--quiet"]

@@ -15,6 +15,7 @@ from mirformer.representations.vq import VQTokens, codebook_usage
 
 
 
+@pytest.mark.slow
 def test_tiny_vqvae_trains_saves_and_tokenizes(tmp_path, vq_tracks):
     cfg = VQVAETrainConfig(vqvae=TINY_VQVAE, crop_seconds=0.25, crops_per_track=4, batch_size=4, epochs=16, lr=3e-3,
                            warmup=5)
