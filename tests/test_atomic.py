@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 
 import json
-import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import fit_wide
 

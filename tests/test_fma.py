@@ -3,12 +3,10 @@ written by pandas, nested subsets, genre tags, and empty, truncated, short and m
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
-from fma_layout import NO_AUDIO, ROWS, TOP_GENRES, TRIMMED
+from fma_layout import NO_AUDIO, TRIMMED
 from helpers import counts, outputs
 from mirformer.datasets.base import Problem
 from mirformer.datasets.fma import FMA

@@ -11,20 +11,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from mirformer.cli import main
-from mirformer.config_tree import parse_overrides
-from mirformer.experiments.presets import resolve
 from mirformer.kinds import KINDS
 from mirformer.models.encoder import EncoderConfig
 from mirformer.models.patchifier import (
     Patchifier,
     PatchifierConfig,
     load_patchifier,
-    patch_padding,
     patchify,
     unpatchify,
 )
 from mirformer.objectives.patch_masking import (
-    MaskedPatchModelling,
     PatchAutoencoding,
     PatchMaskConfig,
     random_patch_mask,

@@ -16,7 +16,6 @@ from mirformer.datasets.base import Dataset, Track, register_dataset
 from mirformer.encoder_file import read_encoder
 from mirformer.errors import CheckpointError, ConfigError
 from mirformer.experiments.presets import resolve
-from mirformer.experiments.evaluate import run_evaluate
 from mirformer.experiments.prepare import prepare
 from mirformer.experiments.pretrain import run_pretrain
 

@@ -80,7 +80,7 @@ def test_token_pretraining_loss_falls():
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        assert sum(losses[-5:]) / 5 < 0.2 * sum(losses[:5]) / 5, (kind, losses[:5], losses[-5:])
+        assert sum(losses[-5:]) / 5 < 0.2 * sum(losses[:5]) / 5, (frontend, losses[:5], losses[-5:])
 
 
 def test_several_codebooks_embed_mask_and_predict_each():

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from helpers import TINY_VQVAE, TRAINER

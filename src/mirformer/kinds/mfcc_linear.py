@@ -187,7 +187,7 @@ class MFCCLinear(Kind):
         seconds = {s: sum(_seconds(t.path, settings.seconds) for t in kept if t.split == s) for s in SPLITS}
         weights = _parameters(model)
         cost = {"parameters": {"total": weights, "trainable": weights},
-                # Decoding and MFCCs in ``workers`` processes; the linear model alone on the test clips' features.
+                # Decoding and MFCCs in ``workers`` threads; the linear model alone on the test clips' features.
                 "extraction_x_realtime": sum(seconds.values()) / extraction, "extraction_workers": workers,
                 "inference_x_realtime": seconds["test"] / spent["test"] if spent["test"] else None}
         result = {"name": self.name, "model": self.name, "pretrained": False, "task": task.name, "history": [],
