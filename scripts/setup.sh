@@ -30,7 +30,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import
   echo "$want" > "$stamp"
 fi
 
-# Without .pyc files (PYTHONDONTWRITEBYTECODE=1 is common on shared machines) every new
+# Without .pyc files (PYTHONDONTWRITEBYTECODE=1 stops Python writing them, as on our CI) every new
 # interpreter recompiles torch and Lightning: seconds per CLI call, test subprocess and loader
 # worker. A few packages ship files that are not Python 3 (templates, test data): skip quietly.
 if [ "$installed" = 1 ]; then
